@@ -1,0 +1,71 @@
+"""Typed settings from the environment (DATABASE_URL, POLYGON_API_KEY, QUANTSCOPE_*)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_HOME = PROJECT_ROOT / ".quantscope"
+
+POLYGON_BASE_URL = "https://api.polygon.io"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, one place. Unprefixed names follow common convention."""
+
+    model_config = SettingsConfigDict(env_prefix="QUANTSCOPE_", extra="ignore", populate_by_name=True)
+
+    # External services. None means "use the embedded default".
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    polygon_api_key: SecretStr | None = Field(default=None, validation_alias="POLYGON_API_KEY")
+    polygon_base_url: str | None = None  # None: the local simulator (or real Polygon when a key is set)
+
+    # Where embedded data, traces and reports go. Not under a private home dir: the embedded
+    # server runs as a system user and needs read/exec on every parent of its data dir.
+    home: Path = DEFAULT_HOME
+    config_dir: Path = PROJECT_ROOT / "config"
+
+    # Polygon client
+    http_timeout_s: float = Field(default=30.0, gt=0)
+    http_concurrency: int = Field(default=5, ge=1, le=100)
+    page_limit: int = Field(default=50_000, ge=1, le=50_000)
+
+    # Backfill
+    concurrency: int = Field(default=5, ge=1, le=64)
+    write_strategy: str = "copy"
+    db_pool_max: int = Field(default=10, ge=1, le=200)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    cache_max_entries: int = Field(default=512, ge=0)
+
+    # Telemetry
+    environment: str = "local"
+    traces_dir: Path | None = None  # default: <home>/traces
+    otel_enabled: bool = True
+
+    @field_validator("write_strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        if v not in {"row", "values", "copy"}:
+            raise ValueError("write_strategy must be one of row, values, copy")
+        return v
+
+    @property
+    def resolved_traces_dir(self) -> Path:
+        return self.traces_dir or (self.home / "traces")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
