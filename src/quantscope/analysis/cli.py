@@ -1,0 +1,161 @@
+"""Command line for the analysis: `quantscope analyze backfill …` and `quantscope compare …`.
+
+The main CLI mounts `analyze_app` (app.add_typer(analyze_app, name="analyze")) and registers
+`compare_command` (app.command("compare")(compare_command)).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from .backfill import AnalysisError, analyze_backfill, format_summary
+from .compare import CompareError, compare_reports, format_comparison
+from .traces import TraceSourceError, read_spans
+
+__all__ = ["analyze_app", "backfill_command", "compare_command", "environment_metadata"]
+
+analyze_app = typer.Typer(help="Analyse traces of quantscope runs.", no_args_is_help=True)
+
+
+@analyze_app.callback()
+def _analyze() -> None:
+    """Analyse traces of quantscope runs (files, Tempo or Jaeger)."""
+
+
+def _fail(msg: str) -> typer.Exit:
+    Console(stderr=True).print(Text(f"error: {msg}", style="bold red"), soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _git_revision() -> str | None:
+    env = os.environ.get("QUANTSCOPE_GIT_REVISION")
+    if env:
+        return env
+    try:  # rev-parse only reads; never a command that could touch the index
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def environment_metadata() -> dict[str, Any]:
+    """What the analysing machine knows: git revision and tool versions."""
+    versions: dict[str, Any] = {"python": platform.python_version()}
+    for dist in ("quantscope", "numpy", "orjson", "opentelemetry-sdk"):
+        try:
+            versions[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return {"git_revision": _git_revision(), "versions": versions}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+
+def _print_lines(console: Console, lines: list[str]) -> None:
+    for line in lines:
+        style = ""
+        if line.startswith("⚠️") or line.startswith("Verdict:"):
+            style = "bold red"
+        elif "← BOTTLENECK" in line:
+            style = "bold yellow"
+        elif line.startswith("###") or line.startswith("Phase 2:") or line.startswith("Backfill comparison"):
+            style = "bold"
+        elif line.lstrip().startswith("!"):
+            style = "yellow"
+        console.print(Text(line, style=style), soft_wrap=True)
+
+
+@analyze_app.command("backfill")
+def backfill_command(
+    traces: Annotated[
+        list[str],
+        typer.Option(
+            "--traces", "-t", metavar="SRC",
+            help="OTLP JSON file/folder (.json, .jsonl, .gz), Tempo base URL, or Jaeger "
+                 "…/api/v3/traces URL. Repeat, or list several after one --traces.",
+        ),
+    ],
+    more: Annotated[
+        list[str] | None, typer.Argument(metavar="[SRC]...", help="More trace sources.", show_default=False)
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run to analyse (default: the latest).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report path.")] = Path("phase_2_backfill_baseline.json"),
+    metadata_json: Annotated[
+        Path | None, typer.Option("--metadata-json", help="JSON object merged into the report's metadata.")
+    ] = None,
+    lookback_hours: Annotated[float, typer.Option(help="Search window for Tempo/Jaeger.")] = 24.0,
+    lenient: Annotated[bool, typer.Option(help="Skip malformed lines (counted) instead of failing.")] = False,
+) -> None:
+    """Backfill baseline: phase attribution, totals and the bottleneck verdict."""
+    sources = list(traces) + list(more or [])
+    meta: dict[str, Any] = environment_metadata()
+    if metadata_json is not None:
+        try:
+            given = orjson.loads(metadata_json.read_bytes())
+        except OSError as exc:
+            raise _fail(f"{metadata_json}: {exc.strerror or exc}") from None
+        except orjson.JSONDecodeError as exc:
+            raise _fail(f"{metadata_json}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        if not isinstance(given, dict):
+            raise _fail(f"{metadata_json}: expected a JSON object")
+        versions = {**meta["versions"], **(given.get("versions") or {})}
+        meta = {**meta, **{k: v for k, v in given.items() if v is not None}, "versions": versions}
+    try:
+        table = read_spans(sources, run_id=run_id, strict=not lenient, lookback_s=int(lookback_hours * 3600))
+        report = analyze_backfill(table, meta, run_id=run_id)
+    except (TraceSourceError, AnalysisError) as exc:
+        raise _fail(str(exc)) from None
+    _write_json(out, report)
+    console = Console()
+    _print_lines(console, format_summary(report))
+    for w in report["diagnostics"]["warnings"]:
+        console.print(Text(f"note: {w}", style="dim"), soft_wrap=True)
+    console.print(Text(f"\nReport: {out}", style="dim"))
+
+
+def _load_report(path: Path) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise _fail(f"{path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise _fail(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(obj, dict):
+        raise _fail(f"{path}: expected a JSON object")
+    return obj
+
+
+def compare_command(
+    before: Annotated[Path, typer.Argument(help="Baseline report before the change.")],
+    after: Annotated[Path, typer.Argument(help="Baseline report after the change.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the comparison JSON here.")] = None,
+) -> None:
+    """Before/after: per-phase and per-timeframe deltas, speed-up and its significance."""
+    b, a = _load_report(before), _load_report(after)
+    try:
+        result = compare_reports(b, a)
+    except CompareError as exc:
+        raise _fail(str(exc).replace("before:", f"{before}:").replace("after:", f"{after}:")) from None
+    result["before"]["path"], result["after"]["path"] = str(before), str(after)
+    if out is not None:
+        _write_json(out, result)
+    _print_lines(Console(), format_comparison(result))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m quantscope.analysis.cli`
+    analyze_app()
+    sys.exit(0)

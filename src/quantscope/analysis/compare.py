@@ -1,0 +1,208 @@
+"""Before/after: two baseline reports -> per-phase and per-timeframe deltas, speed-up, significance.
+
+Significance is judged on per-job times, not on the two run totals (one number each, no
+spread). The primary test is a bootstrap 95% confidence interval of the speed-up (ratio of mean
+job times), paired by (symbol, timeframe) when both runs have the same jobs, since job times
+differ tenfold between timeframes and pairing removes that spread. Mann-Whitney U is reported
+alongside as a distribution-free check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backfill import timeframe_order
+from .conventions import PHASES
+
+__all__ = ["CompareError", "compare_reports", "format_comparison", "speedup_test"]
+
+_PHASE_KEYS = [*PHASES, "untraced"]
+_LABELS = {"api": "Polygon API", "db": "DB Inserts", "compute": "Feature Compute", "untraced": "Untraced",
+           "duration": "Job time"}
+
+
+class CompareError(ValueError):
+    """A report is missing what a comparison needs."""
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def speedup_test(x: np.ndarray, y: np.ndarray, *, paired: bool, n_boot: int = 2000, seed: int = 0,
+                 confidence: float = 0.95) -> dict[str, Any]:
+    """Speed-up mean(x)/mean(y) (x before, y after) with a bootstrap CI and Mann-Whitney U."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    out: dict[str, Any] = {
+        "n_before": int(x.size), "n_after": int(y.size), "paired": paired,
+        "speedup": None, "ci_low": None, "ci_high": None, "confidence": confidence,
+        "mann_whitney_p": None, "significant": False, "direction": "unchanged",
+        "method": ("paired bootstrap by (symbol, timeframe)" if paired else "bootstrap") +
+                  " CI of mean(before)/mean(after); Mann-Whitney U two-sided",
+    }
+    if x.size < 2 or y.size < 2:
+        out["note"] = "fewer than 2 jobs on a side"
+        return out
+    mx, my = float(x.mean()), float(y.mean())
+    out["speedup"] = _ratio(mx, my)
+    if mx == 0 and my == 0:
+        out["note"] = "zero on both sides"
+        return out
+    rng = np.random.default_rng(seed)
+    ratios = []
+    chunk = max(1, 2_000_000 // max(x.size, y.size))
+    done = 0
+    while done < n_boot:
+        k = min(chunk, n_boot - done)
+        ix = rng.integers(0, x.size, size=(k, x.size))
+        iy = ix if paired else rng.integers(0, y.size, size=(k, y.size))
+        bx, by = x[ix].mean(axis=1), y[iy].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios.append(np.where(by > 0, bx / np.where(by > 0, by, 1), np.inf))
+        done += k
+    r = np.concatenate(ratios)
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(r, [a, 1 - a])
+    out["ci_low"] = float(lo) if np.isfinite(lo) else None
+    out["ci_high"] = float(hi) if np.isfinite(hi) else None
+    try:
+        from scipy.stats import mannwhitneyu
+
+        if not (np.all(x == x[0]) and np.all(y == y[0]) and x[0] == y[0]):
+            out["mann_whitney_p"] = float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    except ImportError:  # scipy is a dependency; stay usable without it
+        pass
+    if lo > 1.0:
+        out["significant"], out["direction"] = True, "faster"
+    elif hi < 1.0:
+        out["significant"], out["direction"] = True, "slower"
+    return out
+
+
+def _check(report: dict[str, Any], name: str) -> None:
+    if not isinstance(report, dict) or not isinstance(report.get("jobs"), list) or "totals" not in report:
+        raise CompareError(f"{name}: not a backfill baseline report (needs 'jobs' and 'totals')")
+
+
+def _keyed(jobs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(str(j["symbol"]), str(j["timeframe"])): j for j in jobs}
+
+
+def _arrays(before: list[dict[str, Any]], after: list[dict[str, Any]], field: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    kb, ka = _keyed(before), _keyed(after)
+    if kb and kb.keys() == ka.keys() and len(kb) == len(before) == len(after):
+        keys = sorted(kb)
+        return (np.array([kb[k][field] for k in keys], float), np.array([ka[k][field] for k in keys], float), True)
+    return np.array([j[field] for j in before], float), np.array([j[field] for j in after], float), False
+
+
+def _delta(b: float, a: float) -> dict[str, Any]:
+    return {"before": b, "after": a, "delta": a - b, "delta_percent": 100.0 * (a - b) / b if b else None,
+            "speedup": _ratio(b, a)}
+
+
+def compare_reports(before: dict[str, Any], after: dict[str, Any], *, n_boot: int = 2000,
+                    seed: int = 0) -> dict[str, Any]:
+    """Compare two `phase_2_backfill_baseline.json` reports (dicts)."""
+    _check(before, "before")
+    _check(after, "after")
+    tb, ta = before["totals"], after["totals"]
+    jb, ja = before["jobs"], after["jobs"]
+    out: dict[str, Any] = {
+        "report": "backfill_comparison",
+        "before": {"run_id": (before.get("run") or {}).get("run_id"), "metadata": _meta(before)},
+        "after": {"run_id": (after.get("run") or {}).get("run_id"), "metadata": _meta(after)},
+        "duration": _delta(float(tb["duration_seconds"]), float(ta["duration_seconds"])),
+        "throughput": {
+            "before": tb["throughput_records_per_second"], "after": ta["throughput_records_per_second"],
+            "ratio": _ratio(float(ta["throughput_records_per_second"]), float(tb["throughput_records_per_second"])),
+        },
+        "job_time": {**_delta(float(tb["job_seconds"]), float(ta["job_seconds"]))},
+        "phases": {},
+        "timeframes": {},
+    }
+    x, y, paired = _arrays(jb, ja, "duration_seconds")
+    out["job_time"]["test"] = speedup_test(x, y, paired=paired, n_boot=n_boot, seed=seed)
+    for p in _PHASE_KEYS:
+        d = _delta(float(tb.get(f"{p}_seconds", 0.0)), float(ta.get(f"{p}_seconds", 0.0)))
+        d["before_percent"] = tb.get(f"{p}_percent")
+        d["after_percent"] = ta.get(f"{p}_percent")
+        x, y, paired = _arrays(jb, ja, f"{p}_seconds")
+        d["test"] = speedup_test(x, y, paired=paired, n_boot=n_boot, seed=seed)
+        out["phases"][p] = d
+    tfs = sorted({j["timeframe"] for j in jb} | {j["timeframe"] for j in ja}, key=timeframe_order)
+    for tf in tfs:
+        sb = [j for j in jb if j["timeframe"] == tf]
+        sa = [j for j in ja if j["timeframe"] == tf]
+        mb = float(np.mean([j["duration_seconds"] for j in sb])) if sb else 0.0
+        ma = float(np.mean([j["duration_seconds"] for j in sa])) if sa else 0.0
+        d = _delta(mb, ma)
+        d["jobs_before"], d["jobs_after"] = len(sb), len(sa)
+        x, y, paired = _arrays(sb, sa, "duration_seconds")
+        d["test"] = speedup_test(x, y, paired=paired, n_boot=n_boot, seed=seed)
+        out["timeframes"][tf] = d
+    bb, ba = before.get("bottleneck") or {}, after.get("bottleneck") or {}
+    out["bottleneck"] = {
+        "before": bb.get("phase"), "after": ba.get("phase"),
+        "before_label": bb.get("bottleneck"), "after_label": ba.get("bottleneck"),
+        "changed": bb.get("phase") != ba.get("phase"),
+    }
+    out["verdict"] = _verdict(out)
+    return out
+
+
+def _meta(report: dict[str, Any]) -> dict[str, Any]:
+    m = report.get("metadata") or {}
+    return {k: m.get(k) for k in ("strategy", "concurrency", "simulator_profile", "git_revision")}
+
+
+def _verdict(c: dict[str, Any]) -> str:
+    t = c["job_time"]["test"]
+    if t["speedup"] is None:
+        return "not comparable (no job time)"
+    if not t["significant"]:
+        lo = "?" if t["ci_low"] is None else f"{t['ci_low']:.2f}"
+        hi = "?" if t["ci_high"] is None else f"{t['ci_high']:.2f}"
+        return f"no significant change in job time (speed-up {t['speedup']:.2f}x, 95% CI {lo}–{hi})"
+    word = "faster" if t["direction"] == "faster" else "slower"
+    factor = t["speedup"] if word == "faster" else 1 / t["speedup"]
+    return (f"after is {factor:.2f}x {word} per job (95% CI {t['ci_low']:.2f}–{t['ci_high']:.2f}x speed-up, "
+            f"significant)")
+
+
+def format_comparison(c: dict[str, Any]) -> list[str]:
+    def sp(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}x"
+
+    def sig(t: dict[str, Any]) -> str:
+        if t["speedup"] is None:
+            return ""
+        lo = "?" if t["ci_low"] is None else f"{t['ci_low']:.2f}"
+        hi = "?" if t["ci_high"] is None else f"{t['ci_high']:.2f}"
+        p = "" if t["mann_whitney_p"] is None else f", MW p={t['mann_whitney_p']:.3g}"
+        return f"  [CI {lo}–{hi}{p}{', significant' if t['significant'] else ''}]"
+
+    d = c["duration"]
+    lines = [
+        "Backfill comparison: before → after",
+        "=" * 80,
+        f"Total Duration: {d['before']:.2f}s → {d['after']:.2f}s ({sp(d['speedup'])} speed-up)",
+        f"Throughput: {c['throughput']['before']:.1f} → {c['throughput']['after']:.1f} records/sec",
+        "",
+        "### Per phase (summed job time) ###",
+    ]
+    for p in _PHASE_KEYS:
+        x = c["phases"][p]
+        lines.append(f"{_LABELS[p]}: {x['before']:.1f}s → {x['after']:.1f}s ({sp(x['speedup'])}){sig(x['test'])}")
+    jt = c["job_time"]
+    lines.append(f"{_LABELS['duration']}: {jt['before']:.1f}s → {jt['after']:.1f}s ({sp(jt['speedup'])}){sig(jt['test'])}")
+    lines += ["", "### Per timeframe (average job) ###"]
+    for tf, x in c["timeframes"].items():
+        lines.append(f"{tf}: {x['before']:.2f}s → {x['after']:.2f}s ({sp(x['speedup'])}){sig(x['test'])}")
+    b = c["bottleneck"]
+    lines += ["", f"Bottleneck: {b['before_label']} → {b['after_label']}" + (" (changed)" if b["changed"] else ""),
+              f"Verdict: {c['verdict']}"]
+    return lines

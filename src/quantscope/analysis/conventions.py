@@ -1,0 +1,38 @@
+"""The few telemetry names the analysis relies on.
+
+Copied from the conventions (ARCHITECTURE.md, "Telemetry conventions"), not imported from the
+service: the analysis must work on any service that emits these names.
+"""
+
+from __future__ import annotations
+
+SPAN_RUN = "backfill.run"
+SPAN_JOB = "backfill.job"
+
+ATTR_PREFIX = "quantscope."
+ATTR_PHASE = "quantscope.phase"
+ATTR_RUN_ID = "quantscope.run_id"
+ATTR_SYMBOL = "quantscope.symbol"
+ATTR_TIMEFRAME = "quantscope.timeframe"
+ATTR_TIER = "quantscope.tier"
+ATTR_RECORDS_FETCHED = "quantscope.records_fetched"
+ATTR_RECORDS_INSERTED = "quantscope.records_inserted"
+ATTR_ATTEMPT = "quantscope.attempt"
+ATTR_STATUS = "quantscope.status"
+ATTR_STRATEGY = "quantscope.write_strategy"
+# Not in the vocabulary yet; read when present on the run span.
+ATTR_CONCURRENCY = "quantscope.concurrency"
+ATTR_SIM_PROFILE = "quantscope.simulator_profile"
+
+RES_SERVICE_NAME = "service.name"
+RES_SERVICE_VERSION = "service.version"
+RES_ENVIRONMENT = "deployment.environment"
+
+PHASE_API = "api"
+PHASE_DB = "db"
+PHASE_COMPUTE = "compute"
+PHASES = (PHASE_API, PHASE_DB, PHASE_COMPUTE)
+
+STATUS_SUCCESS = "success"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"

@@ -1,0 +1,938 @@
+"""Trace readers: OTLP JSON files and folders, Tempo, Jaeger v3 -> one typed span table.
+
+Everything is parsed one document (one line) at a time into compact columns (`array` buffers,
+then numpy), so a million spans never sit in memory as JSON or as Python dicts. Only the
+`quantscope.*` attributes are kept: they are all the analysis reads, and keeping httpx/psycopg2
+attributes would multiply memory by ten.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import gc
+import gzip
+import zlib
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import numpy as np
+import orjson
+
+from .conventions import (
+    ATTR_PHASE,
+    ATTR_PREFIX,
+    ATTR_RUN_ID,
+    PHASES,
+    RES_SERVICE_NAME,
+    SPAN_RUN,
+)
+
+__all__ = [
+    "Span",
+    "SpanTable",
+    "SpanTableBuilder",
+    "TraceSourceError",
+    "classify_source",
+    "read_jaeger",
+    "read_otlp_path",
+    "read_spans",
+    "read_tempo",
+]
+
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+_STATUS_BY_NAME = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_KIND_BY_NAME = {
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
+}
+_TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+DEFAULT_LOOKBACK_S = 24 * 3600
+
+
+class TraceSourceError(Exception):
+    """Unreadable or malformed trace input. The message names the file and line (or URL)."""
+
+
+# --- ids ---------------------------------------------------------------------------------------
+
+
+def _span_int(raw: Any) -> int:
+    """Span id (hex from the file exporter, base64 from Tempo's JSON) -> int; 0 means none."""
+    if not raw:
+        return 0
+    if not isinstance(raw, str):
+        raise ValueError(f"span id must be a string, got {raw!r}")
+    if len(raw) == 16:
+        try:
+            return int(raw, 16)
+        except ValueError:
+            pass
+    elif len(raw) != 12 and len(raw) < 16:
+        try:  # hex with leading zeros stripped
+            return int(raw, 16)
+        except ValueError:
+            pass
+    try:
+        b = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"span id {raw!r} is neither hex nor base64") from None
+    if len(b) != 8:
+        raise ValueError(f"span id {raw!r} does not decode to 8 bytes")
+    return int.from_bytes(b, "big")
+
+
+def normalize_trace_id(raw: Any) -> str:
+    """Trace id in any accepted form -> 32 lowercase hex digits."""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"missing or invalid traceId {raw!r}")
+    if len(raw) <= 32 and len(raw) != 24:
+        try:
+            int(raw, 16)
+            return raw.lower().rjust(32, "0")  # Tempo's search drops leading zeros
+        except ValueError:
+            pass
+    try:
+        b = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"traceId {raw!r} is neither hex nor base64") from None
+    if len(b) not in (8, 16):
+        raise ValueError(f"traceId {raw!r} does not decode to 16 bytes")
+    return b.hex().rjust(32, "0")
+
+
+# --- attribute values --------------------------------------------------------------------------
+
+
+def _any_value(v: Any) -> Any:
+    if not isinstance(v, dict):
+        return v
+    for k, x in v.items():
+        if k == "stringValue":
+            return x
+        if k == "intValue":
+            return int(x)
+        if k == "doubleValue":
+            return float(x)
+        if k == "boolValue":
+            return bool(x)
+        if k == "arrayValue":
+            return [_any_value(i) for i in (x or {}).get("values", ())]
+        if k == "kvlistValue":
+            return {kv["key"]: _any_value(kv.get("value")) for kv in (x or {}).get("values", ())}
+        if k == "bytesValue":
+            return x
+    return None
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+class Span(NamedTuple):
+    """One span, materialised on demand (tests, debugging); the table stores columns."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status: int
+    service: str | None
+    attributes: dict[str, Any]
+
+
+@dataclass
+class SpanTable:
+    """Columnar spans. Row-aligned numpy arrays plus small lookup lists.
+
+    `parent_row` is the row of the parent span in the same trace, -1 for roots and orphans
+    (`parent_id != 0` and `parent_row == -1` means the parent was never seen).
+    """
+
+    trace: np.ndarray  # int32 -> trace_ids
+    span_id: np.ndarray  # uint64
+    parent_id: np.ndarray  # uint64, 0 = root
+    parent_row: np.ndarray  # int64
+    name: np.ndarray  # int32 -> names
+    kind: np.ndarray  # int8
+    status: np.ndarray  # int8 (0 unset, 1 ok, 2 error)
+    start: np.ndarray  # int64 unix ns
+    end: np.ndarray  # int64 unix ns
+    resource: np.ndarray  # int32 -> resources
+    phase: np.ndarray  # int8 own quantscope.phase -> phase_names, -1 none
+    trace_ids: list[str]
+    names: list[str]
+    resources: list[dict[str, Any]]
+    phase_names: list[str]
+    attrs: dict[int, dict[str, Any]]  # row -> quantscope.* attributes other than the phase
+    messages: dict[int, str]  # row -> status message
+    stats: dict[str, int] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    def name_code(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return -1
+
+    def rows_named(self, name: str) -> np.ndarray:
+        code = self.name_code(name)
+        if code < 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.name == code)
+
+    def attr(self, row: int, key: str, default: Any = None) -> Any:
+        if key == ATTR_PHASE:
+            p = int(self.phase[row])
+            return self.phase_names[p] if p >= 0 else default
+        return self.attrs.get(int(row), {}).get(key, default)
+
+    def attributes(self, row: int) -> dict[str, Any]:
+        out = dict(self.attrs.get(int(row), {}))
+        p = int(self.phase[row])
+        if p >= 0:
+            out[ATTR_PHASE] = self.phase_names[p]
+        return out
+
+    def service(self, row: int) -> str | None:
+        return self.resources[int(self.resource[row])].get(RES_SERVICE_NAME)
+
+    def span(self, row: int) -> Span:
+        pid = int(self.parent_id[row])
+        return Span(
+            trace_id=self.trace_ids[int(self.trace[row])],
+            span_id=f"{int(self.span_id[row]):016x}",
+            parent_span_id=f"{pid:016x}" if pid else None,
+            name=self.names[int(self.name[row])],
+            kind=int(self.kind[row]),
+            start_ns=int(self.start[row]),
+            end_ns=int(self.end[row]),
+            status=int(self.status[row]),
+            service=self.service(row),
+            attributes=self.attributes(row),
+        )
+
+    def __iter__(self) -> Iterator[Span]:
+        return (self.span(i) for i in range(len(self)))
+
+
+class SpanTableBuilder:
+    """Accumulates spans from any number of sources, then `finish()`es into a SpanTable."""
+
+    def __init__(self) -> None:
+        self._trace = array("i")
+        self._span = array("Q")
+        self._parent = array("Q")
+        self._name = array("i")
+        self._kind = array("b")
+        self._status = array("b")
+        self._start = array("q")
+        self._end = array("q")
+        self._res = array("i")
+        self._phase = array("b")
+        self._trace_ix: dict[str, int] = {}
+        self._trace_ids: list[str] = []
+        self._name_ix: dict[str, int] = {}
+        self._names: list[str] = []
+        self._res_ix: dict[Any, int] = {}
+        self._resources: list[dict[str, Any]] = []
+        self._phase_ix: dict[str, int] = {p: i for i, p in enumerate(PHASES)}
+        self._phase_names: list[str] = list(PHASES)
+        self._attrs: dict[int, dict[str, Any]] = {}
+        self._messages: dict[int, str] = {}
+        self.stats: Counter[str] = Counter()
+        self.sources: list[str] = []
+        self.warnings: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._start)
+
+    # -- interning --
+    def _trace_index(self, raw: Any) -> int:
+        ix = self._trace_ix.get(raw)
+        if ix is None:
+            norm = normalize_trace_id(raw)
+            ix = self._trace_ix.get(norm)
+            if ix is None:
+                ix = len(self._trace_ids)
+                self._trace_ids.append(norm)
+                self._trace_ix[norm] = ix
+            self._trace_ix[raw] = ix
+        return ix
+
+    def _resource_index(self, attributes: Any) -> int:
+        attrs = {a["key"]: _any_value(a.get("value")) for a in attributes or ()}
+        key = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS)
+        ix = self._res_ix.get(key)
+        if ix is None:
+            ix = len(self._resources)
+            self._resources.append(attrs)
+            self._res_ix[key] = ix
+        return ix
+
+    def _phase_code(self, value: Any) -> int:
+        value = str(value)
+        ix = self._phase_ix.get(value)
+        if ix is None:
+            if len(self._phase_names) >= 127:
+                raise ValueError("more than 127 distinct quantscope.phase values")
+            ix = len(self._phase_names)
+            self._phase_names.append(value)
+            self._phase_ix[value] = ix
+        return ix
+
+    # -- ingest --
+    def add_span(
+        self,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        attributes: dict[str, Any] | None = None,
+        resource: dict[str, Any] | None = None,
+        status: int = STATUS_UNSET,
+        message: str = "",
+        kind: int = 1,
+    ) -> None:
+        """Add one span from Python values (hand-built span sets in tests, other readers)."""
+        doc = {
+            "resourceSpans": [
+                {
+                    "resource": {
+                        "attributes": [
+                            {"key": k, "value": _to_any_value(v)} for k, v in (resource or {}).items()
+                        ]
+                    },
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": trace_id,
+                                    "spanId": span_id,
+                                    "parentSpanId": parent_span_id or "",
+                                    "name": name,
+                                    "kind": kind,
+                                    "startTimeUnixNano": str(start_ns),
+                                    "endTimeUnixNano": str(end_ns),
+                                    "attributes": [
+                                        {"key": k, "value": _to_any_value(v)}
+                                        for k, v in (attributes or {}).items()
+                                    ],
+                                    "status": {"code": status, "message": message},
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+        self.add_document(doc, where="add_span")
+
+    def add_document(self, doc: Any, where: str) -> int:
+        """Ingest one OTLP JSON document; returns the number of spans added.
+
+        Accepts an ExportTraceServiceRequest / TracesData (`resourceSpans`), Tempo's v1 trace
+        (`batches`), Tempo's v2 trace (`{"trace": ...}`), Jaeger v3 (`{"result": ...}`) or a list
+        of those. Metrics and logs documents (the Collector writes them too) are skipped.
+        """
+        if isinstance(doc, list):
+            return sum(self.add_document(d, where) for d in doc)
+        if not isinstance(doc, dict):
+            raise TraceSourceError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+        rs = doc.get("resourceSpans")
+        if rs is None:
+            rs = doc.get("batches")
+        if rs is None:
+            if "trace" in doc:
+                return self.add_document(doc["trace"] or {}, where)
+            if "result" in doc:
+                return self.add_document(doc["result"] or {}, where)
+            if "resourceMetrics" in doc or "resourceLogs" in doc:
+                self.stats["non_trace_documents"] += 1
+                return 0
+            if not doc:
+                return 0  # Tempo answers {} for an empty trace
+            if "data" in doc and isinstance(doc["data"], list):
+                raise TraceSourceError(
+                    f"{where}: this is Jaeger's legacy /api/traces JSON; use the v3 API "
+                    f"(/api/v3/traces), which returns OTLP"
+                )
+            keys = ", ".join(sorted(doc)[:5])
+            raise TraceSourceError(
+                f"{where}: not OTLP trace JSON (no resourceSpans/batches; keys: {keys})"
+            )
+        if not isinstance(rs, list):
+            raise TraceSourceError(f"{where}: resourceSpans must be a list")
+        before = len(self._start)
+        try:
+            self._add_resource_spans(rs)
+        except TraceSourceError:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+            index = len(self._start) - before  # rows are appended last, so this is the bad span
+            self._rollback(before)
+            raise TraceSourceError(f"{where}: span #{index + 1}: {_describe(exc)}") from None
+        return len(self._start) - before
+
+    def _rollback(self, n: int) -> None:
+        # Lenient readers skip a bad document: drop its partial rows so columns stay aligned.
+        for col in (
+            self._trace, self._span, self._parent, self._name, self._kind,
+            self._status, self._start, self._end, self._res, self._phase,
+        ):
+            del col[n:]
+        for d in (self._attrs, self._messages):
+            for k in [k for k in d if k >= n]:
+                del d[k]
+
+    def _add_resource_spans(self, rs_list: list[Any]) -> None:
+        # Hot loop: locals for speed; one pass per span, no intermediate objects.
+        trace_ix = self._trace_ix
+        name_ix = self._name_ix
+        phase_ix = self._phase_ix
+        a_trace, a_span, a_parent = self._trace.append, self._span.append, self._parent.append
+        a_name, a_kind, a_status = self._name.append, self._kind.append, self._status.append
+        a_start, a_end, a_res, a_phase = (
+            self._start.append, self._end.append, self._res.append, self._phase.append,
+        )
+        attrs_store, messages = self._attrs, self._messages
+        span_int = _span_int
+        any_value = _any_value
+        prefix = ATTR_PREFIX
+        row = len(self._start)
+        for rs in rs_list:
+            res = rs.get("resource") or {}
+            r_ix = self._resource_index(res.get("attributes"))
+            scopes = rs.get("scopeSpans")
+            if scopes is None:
+                scopes = rs.get("instrumentationLibrarySpans") or ()
+            for ss in scopes:
+                for sp in ss.get("spans") or ():
+                    raw_t = sp["traceId"]
+                    t = trace_ix.get(raw_t)
+                    if t is None:
+                        t = self._trace_index(raw_t)
+                    raw_s = sp["spanId"]
+                    sid = int(raw_s, 16) if len(raw_s) == 16 else span_int(raw_s)
+                    if sid == 0:
+                        raise ValueError("spanId is empty or all zeros")
+                    raw_p = sp.get("parentSpanId")
+                    if raw_p:
+                        pid = int(raw_p, 16) if len(raw_p) == 16 else span_int(raw_p)
+                    else:
+                        pid = 0
+                    name = sp["name"]
+                    n = name_ix.get(name)
+                    if n is None:
+                        if not isinstance(name, str):
+                            raise ValueError(f"name must be a string, got {name!r}")
+                        n = len(self._names)
+                        self._names.append(name)
+                        name_ix[name] = n
+                    start = int(sp["startTimeUnixNano"])
+                    end = int(sp["endTimeUnixNano"])
+                    kind = sp.get("kind") or 0
+                    if type(kind) is not int:
+                        kind = _KIND_BY_NAME.get(kind, 0)
+                    st = sp.get("status")
+                    code = 0
+                    if st:
+                        code = st.get("code") or 0
+                        if type(code) is not int:
+                            code = _STATUS_BY_NAME.get(code, 0)
+                        msg = st.get("message")
+                        if msg:
+                            messages[row] = msg
+                    ph = -1
+                    kept = None
+                    for a in sp.get("attributes") or ():
+                        k = a["key"]
+                        if k[:1] == "q" and k.startswith(prefix):  # cheap first-char filter
+                            v = any_value(a.get("value"))
+                            if k == ATTR_PHASE:
+                                ph = phase_ix.get(v)
+                                if ph is None:
+                                    ph = self._phase_code(v)
+                            else:
+                                if kept is None:
+                                    kept = {}
+                                kept[k] = v
+                    if kept is not None:
+                        attrs_store[row] = kept
+                    a_trace(t)
+                    a_span(sid)
+                    a_parent(pid)
+                    a_name(n)
+                    a_kind(kind)
+                    a_status(code)
+                    a_start(start)
+                    a_end(end)
+                    a_res(r_ix)
+                    a_phase(ph)
+                    row += 1
+
+    # -- finish --
+    def finish(self) -> SpanTable:
+        n = len(self._start)
+        trace = np.frombuffer(self._trace, dtype=np.int32).copy()
+        span = np.frombuffer(self._span, dtype=np.uint64).copy()
+        parent = np.frombuffer(self._parent, dtype=np.uint64).copy()
+        name = np.frombuffer(self._name, dtype=np.int32).copy()
+        kind = np.frombuffer(self._kind, dtype=np.int8).copy()
+        status = np.frombuffer(self._status, dtype=np.int8).copy()
+        start = np.frombuffer(self._start, dtype=np.int64).copy()
+        end = np.frombuffer(self._end, dtype=np.int64).copy()
+        res = np.frombuffer(self._res, dtype=np.int32).copy()
+        phase = np.frombuffer(self._phase, dtype=np.int8).copy()
+        attrs, messages = self._attrs, self._messages
+        stats = dict(self.stats)
+
+        # The same span can arrive twice (exporter retries, overlapping sources): keep the first.
+        uniq, code = np.unique(span, return_inverse=True)
+        m = np.int64(len(uniq) + 1)
+        key = trace.astype(np.int64) * m + code.astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        skey = key[order]
+        dup = np.zeros(n, dtype=bool)
+        if n > 1:
+            dup[order[1:][skey[1:] == skey[:-1]]] = True
+        n_dup = int(dup.sum())
+        stats["duplicate_spans"] = n_dup
+        if n_dup:
+            keep = ~dup
+            new_row = np.cumsum(keep) - 1
+            trace, span, parent, name, kind, status, start, end, res, phase = (
+                a[keep] for a in (trace, span, parent, name, kind, status, start, end, res, phase)
+            )
+            attrs = {int(new_row[r]): v for r, v in attrs.items() if keep[r]}
+            messages = {int(new_row[r]): v for r, v in messages.items() if keep[r]}
+            key = key[keep]
+            order = np.argsort(key, kind="stable")
+            skey = key[order]
+            n = len(span)
+
+        neg = end < start
+        stats["negative_duration_spans"] = int(neg.sum())
+        end = np.where(neg, start, end)
+
+        # Parent row: find (trace, parent id) among (trace, span id) keys.
+        parent_row = np.full(n, -1, dtype=np.int64)
+        has_parent = parent != 0
+        if n and has_parent.any():
+            pos = np.searchsorted(uniq, parent)
+            pos_c = np.minimum(pos, len(uniq) - 1)
+            known = has_parent & (uniq[pos_c] == parent)
+            pkey = trace.astype(np.int64) * m + pos_c.astype(np.int64)
+            j = np.minimum(np.searchsorted(skey, pkey), n - 1)
+            found = known & (skey[j] == pkey)
+            parent_row[found] = order[j[found]]
+            self_parent = parent_row == np.arange(n)
+            parent_row[self_parent] = -1
+        stats["orphan_spans"] = int((has_parent & (parent_row < 0)).sum())
+        stats["spans"] = n
+        stats["traces"] = int(len(np.unique(trace))) if n else 0
+
+        return SpanTable(
+            trace=trace,
+            span_id=span,
+            parent_id=parent,
+            parent_row=parent_row,
+            name=name,
+            kind=kind,
+            status=status,
+            start=start,
+            end=end,
+            resource=res,
+            phase=phase,
+            trace_ids=self._trace_ids,
+            names=self._names,
+            resources=self._resources,
+            phase_names=self._phase_names,
+            attrs=attrs,
+            messages=messages,
+            stats=stats,
+            sources=list(self.sources),
+            warnings=list(self.warnings),
+        )
+
+
+def _to_any_value(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, (list, tuple)):
+        return {"arrayValue": {"values": [_to_any_value(x) for x in v]}}
+    return {"stringValue": str(v)}
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def _is_trace_file(p: Path) -> bool:
+    return p.is_file() and p.name.lower().endswith(_TRACE_SUFFIXES)
+
+
+def _open(path: Path) -> BinaryIO:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _json_error(where: str, exc: orjson.JSONDecodeError, line_offset: int = 0) -> TraceSourceError:
+    return TraceSourceError(
+        f"{where}:{exc.lineno + line_offset}:{exc.colno}: invalid JSON: {exc.msg}"
+    )
+
+
+def read_otlp_file(path: Path, builder: SpanTableBuilder, *, strict: bool = True) -> int:
+    """One file: OTLP JSON lines (the Collector file exporter) or one whole JSON document."""
+    added = 0
+    try:
+        with _open(path) as fh:
+            lineno = 0
+            first = True
+            for raw in fh:
+                lineno += 1
+                if raw.isspace():  # no strip(): lines can be megabytes
+                    continue
+                try:
+                    doc = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    if first:
+                        try:
+                            return _read_whole(path, builder)  # pretty-printed single document
+                        except TraceSourceError:
+                            if strict:
+                                raise
+                        first = False
+                    if strict:
+                        raise _json_error(f"{path}", exc, lineno - 1) from None
+                    builder.stats["malformed_lines"] += 1
+                    _warn(builder, f"{path}:{lineno}: skipped, invalid JSON: {exc.msg}")
+                    continue
+                first = False
+                try:
+                    added += builder.add_document(doc, where=f"{path}:{lineno}")
+                except TraceSourceError as exc:
+                    if strict:
+                        raise
+                    builder.stats["malformed_lines"] += 1
+                    _warn(builder, f"skipped: {exc}")
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise TraceSourceError(f"{path}: no such file") from None
+        raise TraceSourceError(f"{path}: cannot read: {exc}") from None
+    return added
+
+
+def _warn(builder: SpanTableBuilder, msg: str) -> None:
+    if len(builder.warnings) < 20:
+        builder.warnings.append(msg)
+
+
+def _read_whole(path: Path, builder: SpanTableBuilder) -> int:
+    with _open(path) as fh:
+        data = fh.read()
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _json_error(f"{path}", exc) from None
+    return builder.add_document(doc, where=f"{path}")
+
+
+def read_otlp_path(src: str | Path, builder: SpanTableBuilder, *, strict: bool = True) -> int:
+    """A file or a folder (searched recursively for *.json, *.jsonl, *.ndjson, plain or .gz)."""
+    path = Path(src)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if _is_trace_file(p))
+        if not files:
+            raise TraceSourceError(f"{path}: no trace files (*.json, *.jsonl, *.json.gz) in folder")
+        return sum(read_otlp_file(p, builder, strict=strict) for p in files)
+    if not path.exists():
+        raise TraceSourceError(f"{path}: no such file or folder")
+    return read_otlp_file(path, builder, strict=strict)
+
+
+# --- HTTP sources ------------------------------------------------------------------------------
+
+
+def _http_get(client: Any, url: str, params: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    try:
+        resp = client.get(url, params=params)
+    except httpx.HTTPError as exc:
+        raise TraceSourceError(f"{url}: request failed: {exc}") from None
+    return resp
+
+
+def _json_body(resp: Any, where: str) -> Any:
+    try:
+        return orjson.loads(resp.content)
+    except orjson.JSONDecodeError as exc:
+        raise _json_error(where, exc) from None
+
+
+def _traceql_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _search_hit_run_id(hit: dict[str, Any]) -> str | None:
+    sets = hit.get("spanSets") or ([hit["spanSet"]] if hit.get("spanSet") else [])
+    for ss in sets:
+        for sp in ss.get("spans") or ():
+            for a in sp.get("attributes") or ():
+                if a.get("key") in (ATTR_RUN_ID, "span." + ATTR_RUN_ID):
+                    v = _any_value(a.get("value"))
+                    if v is not None:
+                        return str(v)
+    return None
+
+
+def read_tempo(
+    base_url: str,
+    builder: SpanTableBuilder,
+    *,
+    run_id: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int = 1000,
+    lookback_s: int = DEFAULT_LOOKBACK_S,
+    client: Any = None,
+) -> int:
+    """Tempo: TraceQL search for the run's spans by quantscope.run_id, then fetch each trace.
+
+    Without a run id, the most recent `backfill.run` is chosen. `start`/`end` are unix seconds;
+    Tempo only searches its backend when both are given, hence the default lookback window.
+    """
+    import httpx
+
+    base = base_url.rstrip("/")
+    now = int(datetime.now(UTC).timestamp())
+    window = {"start": start if start is not None else now - lookback_s, "end": end or now + 60}
+    own = client is None
+    client = client or httpx.Client(timeout=60.0)
+    try:
+        if run_id is None:
+            q = '{ name = %s } | select(span.%s)' % (_traceql_string(SPAN_RUN), ATTR_RUN_ID)
+            hits = _tempo_search(client, base, q, {**window, "limit": 100, "spss": 1})
+            if not hits:
+                raise TraceSourceError(f"{base}: Tempo found no {SPAN_RUN} span in the window")
+            latest = max(hits, key=lambda h: int(h.get("startTimeUnixNano") or 0))
+            run_id = _search_hit_run_id(latest)
+            trace_ids = [latest["traceID"]]
+            if run_id is not None:
+                builder.warnings.append(f"{base}: no --run-id; chose the latest run {run_id}")
+        if run_id is not None:
+            q = "{ span.%s = %s }" % (ATTR_RUN_ID, _traceql_string(run_id))
+            hits = _tempo_search(client, base, q, {**window, "limit": limit, "spss": 1})
+            if not hits:
+                raise TraceSourceError(
+                    f"{base}: Tempo found no trace with {ATTR_RUN_ID} = {run_id!r} in the window"
+                )
+            if len(hits) >= limit:
+                builder.warnings.append(f"{base}: search hit the limit of {limit} traces")
+            trace_ids = [h["traceID"] for h in hits]
+        added = 0
+        seen: set[str] = set()
+        for tid in trace_ids:
+            norm = normalize_trace_id(tid)
+            if norm in seen:
+                continue
+            seen.add(norm)
+            url, doc = _tempo_trace(client, base, tid, window)
+            n = builder.add_document(doc, where=url)
+            if n == 0:
+                builder.warnings.append(f"{url}: Tempo returned an empty trace")
+            added += n
+        builder.sources.append(f"tempo:{base}")
+        return added
+    finally:
+        if own:
+            client.close()
+
+
+def _tempo_search(client: Any, base: str, q: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    url = f"{base}/api/search"
+    resp = _http_get(client, url, {"q": q, **params})
+    if resp.status_code != 200:
+        raise TraceSourceError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+    body = _json_body(resp, url)
+    if not isinstance(body, dict):
+        raise TraceSourceError(f"{url}: unexpected search response")
+    return list(body.get("traces") or [])
+
+
+def _tempo_trace(client: Any, base: str, tid: str, window: dict[str, Any]) -> tuple[str, Any]:
+    # v2 wraps the trace ({"trace": {...}}); v1 ({"batches": [...]}) serves older Tempo.
+    for path in (f"/api/v2/traces/{tid}", f"/api/traces/{tid}"):
+        url = base + path
+        resp = _http_get(client, url, window)
+        if resp.status_code == 200:
+            return url, _json_body(resp, url)
+        if resp.status_code not in (404, 405):
+            raise TraceSourceError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+    raise TraceSourceError(f"{base}: trace {tid} not found")
+
+
+def _rfc3339(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_jaeger(
+    url: str,
+    builder: SpanTableBuilder,
+    *,
+    run_id: str | None = None,
+    service: str = "quantscope-backfill",
+    lookback_s: int = DEFAULT_LOOKBACK_S,
+    client: Any = None,
+) -> int:
+    """Jaeger v3 `/api/v3/traces`: OTLP JSON wrapped in {"result": ...}, one object per chunk.
+
+    Query parameters already in the URL win; missing ones get defaults (service, a lookback
+    window, the run id as an attribute filter).
+    """
+    import httpx
+
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    endpoint = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    now = datetime.now(UTC)
+    params.setdefault("query.service_name", service)
+    params.setdefault("query.start_time_min", _rfc3339(now - timedelta(seconds=lookback_s)))
+    params.setdefault("query.start_time_max", _rfc3339(now + timedelta(minutes=1)))
+    params.setdefault("query.search_depth", "1000")
+    if run_id is not None and "query.attributes" not in params:
+        params["query.attributes"] = orjson.dumps({ATTR_RUN_ID: run_id}).decode()
+    elif run_id is None and "query.operation_name" not in params and "query.attributes" not in params:
+        params["query.operation_name"] = SPAN_RUN
+    own = client is None
+    client = client or httpx.Client(timeout=60.0)
+    try:
+        resp = _http_get(client, endpoint, params)
+    finally:
+        if own:
+            client.close()
+    if resp.status_code == 404:
+        raise TraceSourceError(
+            f"{endpoint}: Jaeger found no traces for service {params['query.service_name']!r}"
+            + (f" and {ATTR_RUN_ID}={run_id!r}" if run_id else "")
+            + f" between {params['query.start_time_min']} and {params['query.start_time_max']}"
+        )
+    if resp.status_code != 200:
+        raise TraceSourceError(f"{endpoint}: HTTP {resp.status_code}: {resp.text[:300]}")
+    added = 0
+    for i, doc in enumerate(_json_stream(resp.content, endpoint), start=1):
+        if isinstance(doc, dict) and "error" in doc:
+            raise TraceSourceError(f"{endpoint}: Jaeger error: {orjson.dumps(doc['error']).decode()}")
+        added += builder.add_document(doc, where=f"{endpoint} (chunk {i})")
+    builder.sources.append(f"jaeger:{endpoint}")
+    return added
+
+
+def _json_stream(body: bytes, where: str) -> Iterator[Any]:
+    """One JSON value, or newline-delimited values (grpc-gateway streams chunks that way)."""
+    try:
+        yield orjson.loads(body)
+        return
+    except orjson.JSONDecodeError:
+        pass
+    for lineno, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise _json_error(where, exc, lineno - 1) from None
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+
+def classify_source(src: str) -> tuple[str, str]:
+    """'file' | 'tempo' | 'jaeger', and the location to read.
+
+    URLs whose path contains /api/v3/traces are Jaeger; other http(s) URLs are Tempo base URLs.
+    `tempo+http://…` and `jaeger+http://…` force the kind.
+    """
+    low = src.lower()
+    for kind in ("tempo", "jaeger"):
+        if low.startswith(kind + "+http://") or low.startswith(kind + "+https://"):
+            loc = src[len(kind) + 1 :]
+            if kind == "jaeger" and "/api/v3/traces" not in loc:
+                p = urlsplit(loc)
+                loc = urlunsplit((p.scheme, p.netloc, p.path.rstrip("/") + "/api/v3/traces", p.query, ""))
+            return kind, loc
+    if low.startswith("http://") or low.startswith("https://"):
+        return ("jaeger" if "/api/v3/traces" in urlsplit(src).path else "tempo"), src
+    return "file", src
+
+
+def read_spans(
+    sources: Iterable[str | Path],
+    *,
+    run_id: str | None = None,
+    strict: bool = True,
+    lookback_s: int = DEFAULT_LOOKBACK_S,
+    client: Any = None,
+) -> SpanTable:
+    """Read every source into one SpanTable (duplicates across sources are dropped)."""
+    builder = SpanTableBuilder()
+    any_source = False
+    with _gc_paused():
+        for src in sources:
+            any_source = True
+            kind, loc = classify_source(str(src))
+            if kind == "tempo":
+                read_tempo(loc, builder, run_id=run_id, lookback_s=lookback_s, client=client)
+            elif kind == "jaeger":
+                read_jaeger(loc, builder, run_id=run_id, lookback_s=lookback_s, client=client)
+            else:
+                read_otlp_path(loc, builder, strict=strict)
+                builder.sources.append(f"file:{loc}")
+        if not any_source:
+            raise TraceSourceError("no trace source given")
+        return builder.finish()
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Parsing allocates millions of short-lived, acyclic dicts; the cyclic GC re-scanning the
+    # growing heap costs ~20% of the read time and can free nothing.
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
