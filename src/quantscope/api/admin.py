@@ -1,0 +1,60 @@
+"""Admin endpoints (cache control, backfill trigger). A bearer token from settings, compared in
+constant time; with no token configured the endpoints are disabled, not open."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from quantscope.api.errors import ApiError
+from quantscope.api.features import MAX_LIMIT, _read, _validate
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+
+
+def require_admin(request: Request) -> None:
+    token = request.app.state.settings.admin_token
+    if token is None or not token.get_secret_value():
+        raise ApiError(403, "forbidden", "admin endpoints are disabled: set QUANTSCOPE_ADMIN_TOKEN to enable them")
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise ApiError(401, "unauthorized", "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+router = APIRouter(prefix="/api/v1/admin", dependencies=[Depends(require_admin)], tags=["admin"])
+
+
+@router.post("/cache/clear", summary="Drop every cached response")
+async def cache_clear(request: Request) -> dict:
+    return {"cleared": request.app.state.cache.clear(), "cache": request.app.state.cache.stats()}
+
+
+@router.get("/cache", summary="Cache statistics")
+async def cache_stats(request: Request) -> dict:
+    return request.app.state.cache.stats()
+
+
+@router.post("/cache/warm", summary="Load responses into the cache")
+async def cache_warm(request: Request,
+                     symbol: list[str] = Query(..., max_length=100),
+                     timeframe: list[str] = Query(["1h"], max_length=5),
+                     limit: list[int] = Query([500], max_length=10)) -> dict:
+    state = request.app.state
+    warmed, missing = [], []
+    for s in symbol:
+        for tf in timeframe:
+            _validate(s, tf)
+            for lim in limit:
+                if not 1 <= lim <= MAX_LIMIT:
+                    raise ApiError(422, "invalid_request", f"limit {lim} is out of range 1-{MAX_LIMIT}")
+                entry = await run_in_threadpool(_read, state.db, s, tf, lim)
+                if entry.count:
+                    state.cache.put((s, tf, lim), entry)
+                    warmed.append({"symbol": s, "timeframe": tf, "limit": lim, "count": entry.count})
+                else:
+                    missing.append({"symbol": s, "timeframe": tf, "limit": lim})
+    return {"warmed": warmed, "missing": missing, "timeframes": list(TIMEFRAME_NAMES)}

@@ -1,0 +1,114 @@
+"""The API application factory."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import psycopg2
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+from quantscope import __version__
+from quantscope.api import admin, errors, features
+from quantscope.api.cache import FeatureCache, InvalidationListener
+from quantscope.api.middleware import RequestMetrics
+from quantscope.objectives import get_objectives
+from quantscope.settings import Settings, get_settings
+
+log = logging.getLogger("quantscope.api")
+
+
+def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
+    """Build the API. With `db` given (tests, validate) the caller owns the database's lifetime;
+    otherwise the app opens it on startup (embedded PostgreSQL unless DATABASE_URL is set)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        owned = None
+        if app.state.db is None:
+            from quantscope.store.database import Database
+
+            owned = app.state.db = await run_in_threadpool(Database.open, settings)
+        listener = InvalidationListener(lambda: _listen_connection(app.state.db), app.state.cache)
+        listener.start()
+        app.state.listener = listener
+        try:
+            yield
+        finally:
+            listener.stop()
+            listener.join(timeout=5)
+            if owned is not None:
+                await run_in_threadpool(owned.close)
+
+    telemetry = None
+    if settings.otel_enabled:
+        from quantscope.instrumentation import names
+        from quantscope.instrumentation.setup import setup_telemetry
+
+        telemetry = setup_telemetry(
+            names.SERVICE_API, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
+            prometheus=True, instrument_httpx=False,
+            secrets=(settings.admin_token.get_secret_value() if settings.admin_token else None,))
+
+    app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.cache = FeatureCache(settings.cache_max_entries)
+    app.state.objectives = get_objectives()
+    errors.install(app)
+    app.include_router(features.router)
+    app.include_router(admin.router)
+    app.add_middleware(RequestMetrics)
+    if telemetry is not None:
+        from prometheus_client import make_asgi_app
+
+        from quantscope.instrumentation.setup import instrument_fastapi
+
+        instrument_fastapi(app, telemetry)
+        app.mount("/metrics", make_asgi_app())
+        _register_gauges(app)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", summary="Readiness: the database answers")
+    async def readyz(request: Request):
+        try:
+            await run_in_threadpool(_ping, request.app.state.db)
+        except (psycopg2.Error, AttributeError) as e:
+            return errors.json_response(503, {"status": "unavailable", "error": "database_unavailable",
+                                              "message": f"database check failed ({type(e).__name__})"})
+        return {"status": "ready"}
+
+    return app
+
+
+def _register_gauges(app: FastAPI) -> None:
+    from quantscope.instrumentation.metrics import register_state_gauges
+    from quantscope.marketdata.timeframes import load_symbols
+    from quantscope.store.status import service_status
+
+    tiers = {s: i.tier for s, i in load_symbols().items()}
+
+    def source() -> dict | None:
+        db = app.state.db
+        if db is None:
+            return None
+        with db.connection() as conn:
+            return service_status(conn, tiers)
+
+    register_state_gauges(source)
+
+
+def _listen_connection(db):
+    # A dedicated connection outside the pool: LISTEN needs one that is never handed to a request.
+    return psycopg2.connect(db.dsn, connect_timeout=5)
+
+
+def _ping(db) -> None:
+    with db.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()

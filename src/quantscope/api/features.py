@@ -1,0 +1,120 @@
+"""GET /api/v1/features/quant/{symbol}: newest-first features with freshness, from cache or DB."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import orjson
+import psycopg2
+from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from quantscope.api.cache import CacheEntry
+from quantscope.api.errors import ApiError
+from quantscope.features.compute import FEATURE_COLUMNS
+from quantscope.instrumentation import names, phases
+from quantscope.marketdata.timeframes import SYMBOL_RE, TIMEFRAME_NAMES
+
+log = logging.getLogger("quantscope.api")
+router = APIRouter()
+
+COLUMNS_JSON = orjson.dumps(["ts", *FEATURE_COLUMNS])
+MAX_LIMIT = 5000
+
+
+def _validate(symbol: str, timeframe: str) -> None:
+    if not SYMBOL_RE.fullmatch(symbol):
+        raise ApiError(422, "invalid_request",
+                       f"symbol {symbol[:32]!r} is not valid: expected 1-10 upper-case letters or digits, "
+                       "optionally with a class suffix like BRK.B", field="symbol")
+    if timeframe not in TIMEFRAME_NAMES:
+        raise ApiError(422, "invalid_request",
+                       f"timeframe {timeframe[:16]!r} is not valid: expected one of {', '.join(TIMEFRAME_NAMES)}",
+                       field="timeframe")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if t else None
+
+
+@router.get("/api/v1/features/quant/{symbol}", summary="Quant features for a symbol, newest first",
+            responses={404: {"description": "No features for this symbol/timeframe"},
+                       422: {"description": "Invalid symbol, timeframe or limit"},
+                       503: {"description": "Database unavailable and nothing cached"}})
+async def get_features(
+    request: Request,
+    symbol: str = Path(..., min_length=1, max_length=24, description="Ticker, e.g. AAPL, BRK.B, BTC"),
+    timeframe: str = Query("1h", max_length=8, description=f"One of {', '.join(TIMEFRAME_NAMES)}"),
+    limit: int = Query(500, ge=1, le=MAX_LIMIT, description="Rows to return (1-5000)"),
+) -> Response:
+    _validate(symbol, timeframe)
+    state = request.app.state
+    key = (symbol, timeframe, limit)
+    degraded = None
+    with phases.span(names.SPAN_CACHE_LOOKUP, **{names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe}) as s:
+        entry = state.cache.get(key)
+        phases.set_attrs(s, **{names.ATTR_CACHE_HIT: entry is not None})
+    cached = entry is not None
+    if entry is None:
+        try:
+            with phases.span(names.SPAN_STORE_READ, phase=names.PHASE_DB, **{
+                    names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe, names.ATTR_LIMIT: limit}):
+                entry = await run_in_threadpool(_read, state.db, symbol, timeframe, limit)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            entry = state.cache.fallback(key)
+            if entry is None:
+                log.warning("database unavailable for %s/%s: %s", symbol, timeframe, type(e).__name__)
+                raise ApiError(503, "database_unavailable",
+                               "the feature store is unreachable and nothing is cached for this request; retry shortly",
+                               headers={"Retry-After": "5"}) from None
+            cached, degraded = True, "database unavailable: serving cached data, which may be stale"
+        else:
+            if entry.count == 0:
+                on_missing = getattr(state, "on_missing", None)
+                extra = on_missing(symbol, timeframe) if on_missing else {}
+                raise ApiError(404, "not_found",
+                               f"no features for {symbol} at timeframe {timeframe}", symbol=symbol,
+                               timeframe=timeframe, **(extra or {}))
+            state.cache.put(key, entry)
+    with phases.span(names.SPAN_SERIALIZE):
+        body = _render(state, symbol, timeframe, limit, entry, cached, degraded)
+    return Response(body, media_type="application/json",
+                    headers={"X-Cache": "HIT" if cached else "MISS"})
+
+
+def _read(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
+    from quantscope.store import repository
+
+    with db.connection() as conn:
+        page = repository.read_features(conn, symbol, timeframe, limit)
+    return CacheEntry(data_json=page_json(page), count=page.count,
+                      last_computed_at=page.last_computed_at, stored_at=time.monotonic())
+
+
+_KEYS = ("ts", *FEATURE_COLUMNS)
+
+
+def page_json(page) -> bytes:
+    """Rows as objects (what a client expects), built from the columnar page; orjson writes
+    NaN as null."""
+    ts = [t + "Z" for t in np.datetime_as_string(page.ts, unit="s").tolist()]
+    cols = [page.values[c].tolist() for c in FEATURE_COLUMNS]
+    return orjson.dumps([dict(zip(_KEYS, row)) for row in zip(ts, *cols)])
+
+
+def _render(state, symbol, timeframe, limit, entry: CacheEntry, cached: bool, degraded: str | None) -> bytes:
+    fresh = state.objectives.freshness(entry.last_computed_at)
+    warnings = [w for w in (fresh.warning, degraded) if w]
+    head = orjson.dumps({
+        "symbol": symbol, "timeframe": timeframe, "limit": limit, "count": entry.count,
+        "cached": cached, "last_computed_at": _iso(entry.last_computed_at),
+        "freshness": {"status": fresh.status, "age_seconds": round(fresh.age_seconds or 0.0, 3),
+                      "warning": fresh.warning},
+        "warnings": warnings, "degraded": degraded is not None,
+    })
+    # Splice the cached row payload into the envelope instead of re-serialising it.
+    return b"".join((head[:-1], b',"columns":', COLUMNS_JSON, b',"data":', entry.data_json, b"}"))

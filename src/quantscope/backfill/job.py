@@ -1,0 +1,161 @@
+"""One backfill job: fetch a (symbol, timeframe) window, compute features, store both.
+
+The data and the job's checkpoint row commit in one transaction: a crash either leaves nothing of
+the job or all of it, so a resumed run neither loses nor duplicates nor redoes finished work."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from quantscope.features.compute import compute_features
+from quantscope.instrumentation import names, phases
+from quantscope.marketdata.timeframes import SymbolInfo, Timeframe
+
+_MARKET_DAY_S = 6.5 * 3600
+
+
+def default_window(tf: Timeframe, info: SymbolInfo, as_of: datetime, target_bars: int) -> tuple[datetime, datetime]:
+    """A lookback that yields about `target_bars` bars: crypto trades 24/7, equities 6.5h on weekdays."""
+    if info.is_crypto:
+        span_s = target_bars * tf.seconds
+    else:
+        bars_per_day = 1 if tf.timespan == "day" else max(1, math.ceil(_MARKET_DAY_S / tf.seconds))
+        span_s = target_bars / bars_per_day * 86400 * 7 / 5
+    end = floor_time(as_of, tf)
+    return end - timedelta(seconds=span_s), end
+
+
+def floor_time(t: datetime, tf: Timeframe) -> datetime:
+    epoch = int(t.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % tf.seconds, tz=timezone.utc)
+
+
+@dataclass
+class JobOutcome:
+    symbol: str
+    timeframe: str
+    tier: str
+    status: str = "success"  # success | failed
+    records_fetched: int = 0
+    records_inserted: int = 0
+    features_inserted: int = 0
+    api_s: float = 0.0
+    compute_s: float = 0.0
+    db_s: float = 0.0
+    total_s: float = 0.0
+    error: str | None = None
+    error_phase: str | None = None
+    attempt: int = 1
+    started_at: float = field(default_factory=time.time)
+
+
+class JobError(Exception):
+    def __init__(self, phase: str, message: str):
+        super().__init__(f"{phase}: {message}")
+        self.phase = phase
+
+
+@dataclass
+class JobContext:
+    """What a job needs; built once per run."""
+
+    db: object                 # quantscope.store.database.Database
+    client: object             # quantscope.marketdata.polygon.PolygonClient
+    strategy: str
+    run_id: str
+    heavy_features: bool = False
+    fail_compute: frozenset[tuple[str, str]] = frozenset()  # fault injection for drills
+
+
+async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tuple[datetime, datetime],
+                  *, finish) -> JobOutcome:
+    """Run one job. `finish(conn, outcome) -> bool` writes the checkpoint inside the store
+    transaction (or in its own one when the job failed before storing)."""
+    from quantscope.store import repository
+
+    out = JobOutcome(info.symbol, tf.name, info.tier)
+    t0 = time.perf_counter()
+    attrs = {names.ATTR_RUN_ID: ctx.run_id, names.ATTR_SYMBOL: info.symbol,
+             names.ATTR_TIMEFRAME: tf.name, names.ATTR_TIER: info.tier, names.ATTR_STRATEGY: ctx.strategy}
+    with phases.span(names.SPAN_JOB, **attrs) as job_span:
+        try:
+            with phases.fetch_span(**attrs) as s:
+                t = time.perf_counter()
+                try:
+                    result = await ctx.client.fetch_bars(info.symbol, tf, window[0], window[1])
+                finally:
+                    out.api_s = time.perf_counter() - t
+                bars = result.bars
+                out.records_fetched = len(bars)
+                phases.set_attrs(s, **{names.ATTR_RECORDS_FETCHED: out.records_fetched,
+                                       "quantscope.pages": result.pages, "quantscope.retries": result.retries})
+
+            with phases.compute_span(**attrs):
+                t = time.perf_counter()
+                try:
+                    if (info.symbol, tf.name) in ctx.fail_compute:
+                        raise RuntimeError("injected compute failure")
+                    feats = await asyncio.to_thread(compute_features, bars, heavy=ctx.heavy_features)
+                except Exception as e:  # a compute failure skips this job, never the run
+                    raise JobError(names.PHASE_COMPUTE, f"{type(e).__name__}: {e}") from e
+                finally:
+                    out.compute_s = time.perf_counter() - t
+
+            computed_at = datetime.now(timezone.utc)
+
+            def store(conn) -> None:
+                out.records_inserted = repository.write_bars(conn, info.symbol, tf.name, bars, ctx.strategy)
+                out.features_inserted = repository.write_features(
+                    conn, info.symbol, tf.name, feats, computed_at, ctx.strategy)
+                with conn.cursor() as cur:  # wake API caches (delivered on commit only)
+                    cur.execute("SELECT pg_notify('quantscope_features', %s)", (f"{info.symbol}|{tf.name}",))
+                out.db_s = time.perf_counter() - t_db  # the checkpoint records time up to commit
+                out.total_s = time.perf_counter() - t0
+                if not finish(conn, out):
+                    raise JobError(names.PHASE_DB, "lease lost: another worker took this job")
+
+            with phases.store_span(**attrs) as s:
+                t_db = time.perf_counter()
+                try:
+                    await asyncio.to_thread(ctx.db.run, store)
+                finally:
+                    out.db_s = time.perf_counter() - t_db
+                phases.set_attrs(s, **{names.ATTR_RECORDS_INSERTED: out.records_inserted,
+                                       "quantscope.features_inserted": out.features_inserted})
+        except Exception as e:
+            out.status = "failed"
+            out.error_phase = e.phase if isinstance(e, JobError) else _phase_of(e)
+            out.error = _safe_message(e)
+            out.records_inserted = 0
+            out.features_inserted = 0
+            phases.mark_error(job_span, out.error)
+        out.total_s = time.perf_counter() - t0
+        phases.set_attrs(job_span, **{names.ATTR_STATUS: out.status,
+                                      names.ATTR_RECORDS_FETCHED: out.records_fetched,
+                                      names.ATTR_RECORDS_INSERTED: out.records_inserted})
+        if out.status == "failed":
+            await asyncio.to_thread(ctx.db.run, lambda conn: finish(conn, out))
+    return out
+
+
+def _phase_of(e: Exception) -> str:
+    from quantscope.marketdata.polygon import PolygonError
+
+    if isinstance(e, PolygonError):
+        return names.PHASE_API
+    import psycopg2
+
+    if isinstance(e, psycopg2.Error):
+        return names.PHASE_DB
+    return "unknown"
+
+
+def _safe_message(e: Exception) -> str:
+    msg = str(e) or type(e).__name__
+    if not isinstance(e, JobError):
+        msg = f"{_phase_of(e)}: {type(e).__name__}: {msg}"
+    return msg[:2000]

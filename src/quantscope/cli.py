@@ -1,0 +1,206 @@
+"""The one `quantscope` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES, load_symbols
+from quantscope.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Prove where a market-data feature service spends its time and how fast it recovers.")
+console = Console(stderr=True)
+
+
+def _csv(value: str | None, default: tuple[str, ...]) -> list[str]:
+    if not value:
+        return list(default)
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _settings(**overrides) -> Settings:
+    base = get_settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base
+
+
+def _telemetry(service: str, settings: Settings, *, prometheus: bool = False):
+    """Set up tracing for this process, or None when QUANTSCOPE_OTEL_ENABLED=false."""
+    if not settings.otel_enabled:
+        return None
+    from quantscope.instrumentation.setup import setup_telemetry
+
+    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return setup_telemetry(service, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
+                           prometheus=prometheus, secrets=(key, token))
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port")] = 8000,
+          workers: Annotated[int, typer.Option(help="Worker processes")] = 1) -> None:
+    """Run the features API (embedded PostgreSQL unless DATABASE_URL is set)."""
+    import uvicorn
+
+    from quantscope.api.app import create_app
+
+    settings = _settings()
+    if workers > 1:
+        uvicorn.run("quantscope.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="info")
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def simulate(host: Annotated[str, typer.Option()] = "127.0.0.1",
+             port: Annotated[int, typer.Option()] = 8600,
+             profile: Annotated[str, typer.Option(help="instant | polygon-like | slow")] = "polygon-like",
+             rate_limit: Annotated[Optional[int], typer.Option(help="Requests per minute before 429")] = None,
+             seed: Annotated[int, typer.Option()] = 42) -> None:
+    """Run the Polygon-compatible simulator."""
+    from quantscope.marketdata.simulator import PROFILES, SimulatorConfig, run_simulator
+
+    if profile not in PROFILES:
+        _fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    run_simulator(host=host, port=port, config=SimulatorConfig(profile=profile, rate_limit_per_min=rate_limit, seed=seed))
+
+
+def backfill_progress(total: int):
+    progress = Progress(TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]:>10} rec/s"), TextColumn("{task.fields[failed]} failed"),
+                        TimeElapsedColumn(), console=console, transient=False)
+    task = progress.add_task("jobs", total=total, rate="-", failed=0)
+    state = {"records": 0, "failed": 0}
+
+    def on_done(outcome) -> None:
+        state["records"] += outcome.records_fetched
+        state["failed"] += outcome.status != "success"
+        elapsed = progress.tasks[task].elapsed or 1e-9
+        progress.update(task, advance=1, rate=f"{state['records'] / elapsed:,.0f}", failed=state["failed"])
+
+    return progress, on_done
+
+
+@app.command()
+def backfill(symbols: Annotated[Optional[str], typer.Option(help="Comma-separated; default: config/symbols.yaml")] = None,
+             timeframes: Annotated[Optional[str], typer.Option(help=f"Comma-separated of {','.join(TIMEFRAME_NAMES)}")] = None,
+             strategy: Annotated[str, typer.Option(help="row | values | copy")] = "copy",
+             concurrency: Annotated[int, typer.Option(min=1, max=64)] = 5,
+             bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
+             profile: Annotated[str, typer.Option(help="Simulator profile when no Polygon URL/key is set")] = "instant",
+             resume: Annotated[Optional[str], typer.Option(help="Resume (or join) an existing run id")] = None) -> None:
+    """Fetch bars, compute features and store both, for every (symbol, timeframe)."""
+    from quantscope.backfill.runner import BackfillRunner, RunPlan
+    from quantscope.runtime import database, market_source, polygon_client
+
+    try:
+        settings = _settings(write_strategy=strategy, concurrency=concurrency)
+        plan = None if resume else RunPlan.build(_csv(symbols, tuple(load_symbols())),
+                                                 _csv(timeframes, TIMEFRAME_NAMES), target_bars=bars)
+    except ValueError as e:
+        _fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
+    from quantscope.instrumentation import names
+
+    tel = _telemetry(names.SERVICE_BACKFILL, settings)
+    with database(settings) as db, market_source(settings, profile=profile) as src:
+        total = len(plan.jobs()) if plan else 0
+        progress, on_done = backfill_progress(total)
+
+        async def go():
+            async with polygon_client(settings, src) as client:
+                runner = BackfillRunner(db, client, strategy=strategy, concurrency=concurrency, on_job_done=on_done)
+                return await runner.run(plan, run_id=resume)
+
+        with progress:
+            result = asyncio.run(go())
+    if tel is not None:
+        tel.shutdown()
+        console.print(f"traces: {tel.trace_file or 'OTLP endpoint'} ({tel.exported:,} spans)")
+    ok = len(result.outcomes) - result.failed
+    console.print(f"run [bold]{result.run_id}[/]: {ok}/{len(result.outcomes)} jobs succeeded, "
+                  f"{result.records_fetched:,} records in {result.wall_s:.1f}s "
+                  f"({result.records_fetched / max(result.wall_s, 1e-9):,.0f} records/s)")
+    for o in result.outcomes:
+        if o.status != "success":
+            console.print(f"  [red]failed[/] {o.symbol}/{o.timeframe}: {o.error}")
+    raise typer.Exit(0 if result.failed == 0 else 1)
+
+
+@app.command()
+def validate(symbols: Annotated[Optional[str], typer.Option(help="Comma-separated; default: config/symbols.yaml")] = None,
+             timeframes: Annotated[Optional[str], typer.Option(help="Comma-separated timeframes")] = None,
+             strategy: Annotated[str, typer.Option(help="row | values | copy")] = "copy",
+             concurrency: Annotated[int, typer.Option(min=1, max=64)] = 5,
+             bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
+             profile: Annotated[str, typer.Option(help="Simulator profile")] = "polygon-like") -> None:
+    """Run the Phase 2 validation on embedded defaults: backfill, then query the API."""
+    import httpx
+
+    from quantscope.api.app import create_app
+    from quantscope.backfill.runner import BackfillRunner, RunPlan
+    from quantscope.runtime import database, market_source, polygon_client
+    from quantscope.util.asgi_server import BackgroundServer
+
+    try:
+        settings = _settings(write_strategy=strategy, concurrency=concurrency)
+        plan = RunPlan.build(_csv(symbols, tuple(load_symbols())), _csv(timeframes, TIMEFRAME_NAMES), target_bars=bars)
+    except ValueError as e:
+        _fail(str(e))
+    with database(settings) as db, market_source(settings, profile=profile) as src:
+        progress, on_done = backfill_progress(len(plan.jobs()))
+
+        async def go():
+            async with polygon_client(settings, src) as client:
+                return await BackfillRunner(db, client, strategy=strategy, concurrency=concurrency,
+                                            on_job_done=on_done).run(plan, trigger="validate")
+
+        with progress:
+            result = asyncio.run(go())
+        console.print(f"backfill {result.run_id}: {len(result.outcomes) - result.failed}/{len(result.outcomes)} jobs, "
+                      f"{result.records_fetched:,} records in {result.wall_s:.1f}s")
+        sym = "AAPL" if "AAPL" in plan.symbols else plan.symbols[0]
+        with BackgroundServer(create_app(settings, db=db)) as api:
+            r = httpx.get(f"{api.url}/api/v1/features/quant/{sym}", params={"limit": 500, "timeframe": plan.timeframes[0]},
+                          timeout=30)
+        body = r.json()
+        console.print(f"GET /api/v1/features/quant/{sym}?limit=500&timeframe={plan.timeframes[0]} -> {r.status_code}, "
+                      f"{body.get('count')} rows, freshness {body.get('freshness', {}).get('status')}")
+    raise typer.Exit(0 if result.failed == 0 and r.status_code == 200 else 1)
+
+
+def _mount_analysis() -> None:
+    from quantscope.analysis.cli import analyze_app, compare_command
+
+    app.add_typer(analyze_app, name="analyze", help="Analyse existing telemetry (traces, k6 output).")
+    app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
+
+
+_mount_analysis()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

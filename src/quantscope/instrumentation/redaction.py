@@ -1,0 +1,91 @@
+"""Keep secrets and bulk data out of telemetry: URL credentials, registered secrets, and the row
+values that execute_values inlines into SQL statements."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[REDACTED]"
+SECRET_PARAMS = frozenset({"apikey", "api_key", "token", "access_token", "key", "password", "secret"})
+URL_ATTRS = frozenset({"url.full", "http.url", "url.query", "http.target", "url.original"})
+SQL_ATTRS = frozenset({"db.statement", "db.query.text"})
+MAX_SQL = 1024
+_VALUES_RE = re.compile(r"\bVALUES\s*\(", re.IGNORECASE)
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Any attribute containing this exact value is scrubbed (defence in depth)."""
+    if value and len(value) >= 6:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_sql(sql: str) -> str:
+    m = _VALUES_RE.search(sql)
+    if m:  # execute_values inlines every row after VALUES: keep the statement's shape only
+        tail = sql[m.end():]
+        conflict = re.search(r"\)\s*(ON\s+CONFLICT.*)$", tail, re.IGNORECASE | re.DOTALL)
+        sql = sql[:m.end()] + "...)" + (" " + conflict.group(1) if conflict else "")
+    if len(sql) > MAX_SQL:
+        sql = sql[:MAX_SQL] + f"...[{len(sql) - MAX_SQL} chars elided]"
+    return sql
+
+
+def _scrub(value: str) -> str:
+    with _lock:
+        secrets = tuple(_secrets)
+    for s in secrets:
+        if s in value:
+            value = value.replace(s, REDACTED)
+    return value
+
+
+def redact_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        if key in URL_ATTRS:
+            value = redact_url(value) if key != "url.query" else redact_url("http://x/?" + value).partition("?")[2]
+        elif key in SQL_ATTRS:
+            value = redact_sql(value)
+        return _scrub(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_scrub(v) if isinstance(v, str) else v for v in value)
+    return value
+
+
+def redact_attributes(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not attrs:
+        return None
+    changed = False
+    out = {}
+    for k, v in attrs.items():
+        nv = redact_value(k, v)
+        changed |= nv is not v and nv != v
+        out[k] = nv
+    return out if changed else None
+
+
+def redact_text(text: str) -> str:
+    return _scrub(text)
