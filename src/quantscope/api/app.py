@@ -97,7 +97,7 @@ def _register_gauges(app: FastAPI) -> None:
         db = app.state.db
         if db is None:
             return None
-        with db.connection() as conn:
+        with db.connection(retry=False) as conn:
             return service_status(conn, tiers)
 
     register_state_gauges(source)
@@ -109,6 +109,6 @@ def _listen_connection(db):
 
 
 def _ping(db) -> None:
-    with db.connection() as conn, conn.cursor() as cur:
+    with db.connection(retry=False) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
         cur.fetchone()

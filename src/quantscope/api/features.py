@@ -89,7 +89,7 @@ async def get_features(
 def _read(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
     from quantscope.store import repository
 
-    with db.connection() as conn:
+    with db.connection(retry=False) as conn:
         page = repository.read_features(conn, symbol, timeframe, limit)
     return CacheEntry(data_json=page_json(page), count=page.count,
                       last_computed_at=page.last_computed_at, stored_at=time.monotonic())
