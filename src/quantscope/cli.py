@@ -183,14 +183,18 @@ def validate(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
     raise typer.Exit(0 if result.failed == 0 and r.status_code == 200 else 1)
 
 
-def _mount_analysis() -> None:
+def _mount_commands() -> None:
+    """Commands that live beside the code they drive."""
     from quantscope.analysis.cli import analyze_app, compare_command
+    from quantscope.backfill.baseline import baseline_command
 
+    app.command("baseline", help="Traced backfill + bottleneck verdict: phase_2_backfill_baseline.json.")(
+        baseline_command)
     app.add_typer(analyze_app, name="analyze", help="Analyse existing telemetry (traces, k6 output).")
     app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
 
 
-_mount_analysis()
+_mount_commands()
 
 
 def main() -> None:

@@ -51,6 +51,20 @@ def _children_of(level: np.ndarray, counts: np.ndarray, offs: np.ndarray, child_
     return child_rows[idx]
 
 
+def _clock_of_resource(resources: list[dict[str, Any]]) -> np.ndarray:
+    """One code per clock: resources naming the same host (host.name) or, lacking one, the same
+    service.instance.id share a clock (e.g. a simulator traced inside the backfill process, whose
+    server span legitimately outlives the client span that ends at the response headers); any
+    other resource is its own clock, so its spans may be skewed."""
+    codes: dict[tuple[str, str], int] = {}
+    out = np.empty(len(resources), dtype=np.int64)
+    for i, r in enumerate(resources):
+        key = ("host", str(r["host.name"])) if r.get("host.name") else (
+            ("instance", str(r["service.instance.id"])) if r.get("service.instance.id") else ("resource", str(i)))
+        out[i] = codes.setdefault(key, len(codes))
+    return out
+
+
 def resolve_hierarchy(table: SpanTable, *, job_name: str = SPAN_JOB, run_name: str = SPAN_RUN) -> Hierarchy:
     """Walk the span forest top-down, one depth level at a time (vectorised per level)."""
     n = len(table)
@@ -64,7 +78,8 @@ def resolve_hierarchy(table: SpanTable, *, job_name: str = SPAN_JOB, run_name: s
     offs = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offs[1:])
 
-    start, end, res = table.start, table.end, table.resource
+    start, end = table.start, table.end
+    res = _clock_of_resource(table.resources)[table.resource] if n else table.resource
     adj_s = start.copy()
     adj_e = end.copy()
     delta = np.zeros(n, dtype=np.int64)

@@ -97,6 +97,7 @@ class BackfillRunner:
     fail_compute: frozenset[tuple[str, str]] = frozenset()
     owner: str = field(default_factory=xlog.worker_id)
     on_job_done: Callable[[JobOutcome], None] | None = None
+    simulator_profile: str | None = None  # recorded on the run span (None: real Polygon / unknown)
 
     async def run(self, plan: RunPlan | None = None, *, run_id: str | None = None,
                   trigger: str = "manual") -> RunResult:
@@ -119,6 +120,8 @@ class BackfillRunner:
         t0 = time.perf_counter()
         with phases.span(names.SPAN_RUN, **{names.ATTR_RUN_ID: run_id, names.ATTR_STRATEGY: self.strategy,
                                           "quantscope.concurrency": self.concurrency,
+                                          "quantscope.simulator_profile": self.simulator_profile,
+                                          "quantscope.heavy_features": self.heavy_features,
                                           "quantscope.jobs": len(job_rows), "quantscope.resumed": not created}):
             heartbeat = asyncio.create_task(self._heartbeat(in_flight))
             try:

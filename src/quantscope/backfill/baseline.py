@@ -1,0 +1,217 @@
+"""`quantscope baseline`: a traced backfill, then its analysis from the traces alone.
+
+Writes phase_2_backfill_baseline.json (the seed's deliverable 3), copies the trace files it was
+computed from next to it (so `quantscope analyze backfill --traces <copy>` reproduces it) and
+prints the seed-style summary. Telemetry is configured once per process: run one baseline per
+process (the CLI and scripts/phase_2_backfill_baseline.py do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+
+DEFAULT_OUT = Path("phase_2_backfill_baseline.json")
+DEFAULT_PROFILE = "polygon-like"
+_VERSIONS = ("numpy", "pandas", "httpx", "psycopg2-binary", "opentelemetry-sdk", "orjson")
+
+
+def _git_revision(root: Path) -> str | None:
+    env = os.environ.get("QUANTSCOPE_GIT_REVISION")
+    if env:
+        return env
+    try:  # rev-parse only reads; run in the project, not wherever the command was started
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (r.stdout.strip() or None) if r.returncode == 0 else None
+
+
+def _versions(pg_version: str | None) -> dict[str, Any]:
+    from quantscope import __version__
+
+    out: dict[str, Any] = {"python": platform.python_version(), "postgres": pg_version, "quantscope": __version__}
+    for dist in _VERSIONS:
+        try:
+            out[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _server_version(db) -> str | None:
+    try:
+        with db.connection() as conn, conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            return str(cur.fetchone()[0])
+    except Exception:  # metadata only; never fail a baseline over it
+        return None
+
+
+def _trace_files(tel, traces_dir: Path, since: float) -> list[Path]:
+    """This process's files: the backfill's, and the in-process simulator's (same pid suffix)."""
+    files = [tel.trace_file] if tel.trace_file else []
+    pid = f"-{os.getpid()}.jsonl"
+    for p in sorted(traces_dir.glob(f"*{pid}")):
+        if p not in files and p.stat().st_mtime >= since:
+            files.append(p)
+    return [p for p in files if p.exists() and p.stat().st_size > 0]
+
+
+def _copy_traces(files: list[Path], out: Path) -> list[Path]:
+    dest = out.parent / f"{out.stem}_traces"
+    dest.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for f in files:
+        target = dest / f.name
+        if target.resolve() != f.resolve():
+            shutil.copyfile(f, target)
+        copies.append(target)
+    return copies
+
+
+def baseline_command(
+    symbols: Annotated[Optional[str], typer.Option(help="Comma-separated; default: the seed's 25 (config/symbols.yaml)")] = None,
+    timeframes: Annotated[Optional[str], typer.Option(help=f"Comma-separated; default: {','.join(TIMEFRAME_NAMES)}")] = None,
+    strategy: Annotated[str, typer.Option(help="Write strategy: row | values | copy")] = "copy",
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Concurrent jobs")] = 5,
+    bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
+    profile: Annotated[str, typer.Option(help="Simulator latency profile: instant | polygon-like | slow")] = DEFAULT_PROFILE,
+    heavy_features: Annotated[bool, typer.Option("--heavy-features", help="Also compute the extended feature panel")] = False,
+    rate_limit: Annotated[Optional[int], typer.Option(min=1, help="Simulator requests per minute before 429")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report path")] = DEFAULT_OUT,
+) -> None:
+    """Phase 2 backfill baseline: a traced backfill, analysed into phase_2_backfill_baseline.json."""
+    # Imported here: cli.py mounts this command, so a top-level import would be circular.
+    from quantscope import cli as qcli
+    from quantscope.analysis.backfill import AnalysisError, analyze_backfill, format_summary
+    from quantscope.analysis.cli import _print_lines, _write_json
+    from quantscope.analysis.traces import TraceSourceError, read_spans
+    from quantscope.backfill.runner import BackfillRunner, RunPlan
+    from quantscope.instrumentation import names
+    from quantscope.marketdata.simulator import PROFILES
+    from quantscope.marketdata.timeframes import load_symbols
+    from quantscope.runtime import database, market_source, polygon_client
+    from quantscope.settings import PROJECT_ROOT
+
+    if profile not in PROFILES:
+        qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    try:
+        # The baseline is computed from traces, so tracing is on whatever QUANTSCOPE_OTEL_ENABLED says.
+        settings = qcli._settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True)
+        plan = RunPlan.build(qcli._csv(symbols, tuple(load_symbols())), qcli._csv(timeframes, TIMEFRAME_NAMES),
+                             target_bars=bars)
+    except ValueError as e:
+        qcli._fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
+
+    started = time.time()
+    tel = qcli._telemetry(names.SERVICE_BACKFILL, settings)
+    traces_dir = settings.resolved_traces_dir
+    if tel.trace_file is None:
+        # OTLP endpoint configured: also write a local file, the only source this command reads.
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from quantscope.instrumentation.file_exporter import OtlpJsonFileExporter
+        from quantscope.instrumentation.setup import BATCH, DELAY_MS, MAX_QUEUE
+
+        tee = OtlpJsonFileExporter(traces_dir / f"{names.SERVICE_BACKFILL}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl")
+        tel.tracer_provider.add_span_processor(BatchSpanProcessor(
+            tee, max_queue_size=MAX_QUEUE, max_export_batch_size=BATCH, schedule_delay_millis=DELAY_MS))
+        tel.trace_file = tee.path
+        file_exporter = tee
+    else:
+        file_exporter = tel.exporter
+
+    with database(settings) as db, market_source(settings, profile=profile, rate_limit_per_min=rate_limit) as src:
+        pg_version = _server_version(db)
+        progress, on_done = qcli.backfill_progress(len(plan.jobs()))
+
+        async def go():
+            async with polygon_client(settings, src) as client:
+                runner = BackfillRunner(db, client, strategy=strategy, concurrency=concurrency,
+                                        heavy_features=heavy_features, on_job_done=on_done,
+                                        simulator_profile=src.profile if src.simulated else None)
+                return await runner.run(plan, trigger="baseline")
+
+        with progress:
+            result = asyncio.run(go())
+    tel.shutdown()  # flushes every span before the files are read
+    ended, exported = tel.counter.ended, getattr(file_exporter, "exported", 0)
+
+    meta_otlp = {"spans_exported_otlp": tel.exported} if file_exporter is not tel.exporter else {}
+    if not src.simulated and (rate_limit is not None or profile != DEFAULT_PROFILE):
+        qcli.console.print("note: --profile/--rate-limit apply to the simulator only; this run used "
+                           f"{src.base_url}")
+    copies = _copy_traces(_trace_files(tel, traces_dir, started - 1), out)
+    meta: dict[str, Any] = {
+        "run_id": result.run_id,
+        "strategy": strategy,
+        "concurrency": concurrency,
+        "simulator_profile": src.profile if src.simulated else None,
+        "market_source": "simulator" if src.simulated else src.base_url,
+        "rate_limit_per_min": rate_limit if src.simulated else None,
+        "heavy_features": heavy_features,
+        "target_bars": plan.target_bars,
+        "symbols": list(plan.symbols),
+        "timeframes": list(plan.timeframes),
+        "jobs_planned": len(plan.jobs()),
+        "git_revision": _git_revision(PROJECT_ROOT),
+        "versions": _versions(pg_version),
+        "spans_ended": ended,
+        "spans_exported": exported,
+        "spans_dropped": max(ended - exported, 0),  # backfill process; the simulator has its own provider
+        "runner": {"wall_seconds": result.wall_s, "records_fetched": result.records_fetched,
+                   "jobs": len(result.outcomes), "jobs_failed": result.failed},
+        "trace_files": [str(p) for p in copies],
+        **meta_otlp,
+    }
+    try:
+        table = read_spans([str(p) for p in copies], run_id=result.run_id)
+        report = analyze_backfill(table, meta, run_id=result.run_id)
+    except (TraceSourceError, AnalysisError) as e:
+        qcli._fail(f"analysis of run {result.run_id} failed: {e}")
+    if meta["spans_dropped"]:
+        msg = f"{meta['spans_dropped']} of {ended} spans were not exported: phase times are incomplete"
+        report["bottleneck"]["caveats"].append(msg)
+        report["bottleneck"]["confidence"] = "low"
+    _write_json(out, report)
+
+    from rich.console import Console
+    from rich.text import Text
+
+    stdout = Console()
+    _print_lines(stdout, format_summary(report))
+    stdout.print(Text(f"\nRun {result.run_id}: strategy {strategy}, concurrency {concurrency}, "
+                      f"source {meta['simulator_profile'] or meta['market_source']}"
+                      f"{', heavy features' if heavy_features else ''}; "
+                      f"spans {ended:,} ended / {exported:,} exported", style="dim"), soft_wrap=True)
+    stdout.print(Text(f"Traces: {copies[0].parent if copies else '-'}\nReport: {out}", style="dim"), soft_wrap=True)
+    for o in result.outcomes:
+        if o.status != "success":
+            qcli.console.print(f"  [red]failed[/] {o.symbol}/{o.timeframe}: {o.error}")
+    raise typer.Exit(0 if result.failed == 0 and not meta["spans_dropped"] else 1)
+
+
+def main() -> None:
+    """`python -m quantscope.backfill.baseline` (the same command, without the CLI mount)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(baseline_command)
+    app()
+
+
+if __name__ == "__main__":
+    main()
