@@ -25,6 +25,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from quantscope.instrumentation import metrics as qmetrics
+from quantscope.instrumentation import phases
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker, parse_retry_after
 from quantscope.marketdata.timeframes import Timeframe, parse_timeframe, to_ticker
 
@@ -210,9 +212,11 @@ class PolygonClient:
     # -- waiting: the one place that sleeps --------------------------------------------
 
     async def _wait(self, seconds: float, reason: str, attempt: int) -> None:
-        """Every backoff or circuit-breaker pause goes through here (instrumented elsewhere)."""
+        """Every backoff or circuit-breaker pause goes through here: one span, one metric."""
         if seconds > 0:
-            await self._sleep(seconds)
+            with phases.backoff_span(seconds, reason, attempt):
+                await self._sleep(seconds)
+            qmetrics.polygon_backoff.add(seconds, {"reason": reason})
 
     # -- one page, with retries -----------------------------------------------------------
 
@@ -259,6 +263,7 @@ class PolygonClient:
             raise _Retry("connection", err) from None
 
         status = resp.status_code
+        qmetrics.polygon_requests.add(1, {"status": str(status)})
         if status == 200:
             try:
                 body = self._parse_json(resp, where, kw)
