@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from quantscope import __version__
 from quantscope.api import admin, errors, features
 from quantscope.api.cache import FeatureCache, InvalidationListener
+from quantscope.api.limits import RequestLimits
 from quantscope.api.middleware import RequestMetrics
 from quantscope.objectives import get_objectives
 from quantscope.settings import Settings, get_settings
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # At startup, i.e. after uvicorn has configured its loggers.
+        errors.redact_access_log(settings)
         owned = None
         if app.state.db is None:
             from quantscope.store.database import Database
@@ -50,7 +53,7 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
         telemetry = setup_telemetry(
             names.SERVICE_API, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
             prometheus=True, instrument_httpx=False,
-            secrets=(settings.admin_token.get_secret_value() if settings.admin_token else None,))
+            secrets=tuple(s.get_secret_value() for s in (settings.admin_token, settings.polygon_api_key) if s))
 
     app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -60,6 +63,8 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     errors.install(app)
     app.include_router(features.router)
     app.include_router(admin.router)
+    # Limits inside the metrics middleware, so rejected requests are still counted.
+    app.add_middleware(RequestLimits)
     app.add_middleware(RequestMetrics)
     if telemetry is not None:
         from prometheus_client import make_asgi_app
