@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     admin_token: SecretStr | None = None
     cache_max_entries: int = Field(default=512, ge=0)
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
     # Telemetry
     environment: str = "local"

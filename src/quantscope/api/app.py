@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
-    app.state.cache = FeatureCache(settings.cache_max_entries)
+    app.state.cache = FeatureCache(settings.cache_max_entries, settings.cache_max_bytes)
     app.state.objectives = get_objectives()
     errors.install(app)
     app.include_router(features.router)

@@ -27,8 +27,13 @@ class CacheEntry:
 
 
 class FeatureCache:
-    def __init__(self, max_entries: int = 512):
+    """LRU bounded by entries and by bytes: a 5,000-row payload is ~1.3 MB, so an entry count
+    alone let 512 entries grow the process by ~650 MB under the uncached soak."""
+
+    def __init__(self, max_entries: int = 512, max_bytes: int = 64 * 1024 * 1024):
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._bytes = {"entries": 0, "fallback": 0}
         self._entries: OrderedDict[Key, CacheEntry] = OrderedDict()
         # Last known good payload per key, kept through invalidation: served (flagged) when the
         # database is unreachable, never on the normal path.
@@ -55,18 +60,25 @@ class FeatureCache:
     def put(self, key: Key, entry: CacheEntry) -> None:
         if self.max_entries <= 0:
             return
+        size = len(entry.data_json)
+        if size > self.max_bytes:
+            return
         with self._lock:
-            for store in (self._entries, self._fallback):
+            for name, store in (("entries", self._entries), ("fallback", self._fallback)):
+                old = store.pop(key, None)
+                if old is not None:
+                    self._bytes[name] -= len(old.data_json)
                 store[key] = entry
-                store.move_to_end(key)
-                while len(store) > self.max_entries:
-                    store.popitem(last=False)
+                self._bytes[name] += size
+                while len(store) > self.max_entries or self._bytes[name] > self.max_bytes:
+                    _, evicted = store.popitem(last=False)
+                    self._bytes[name] -= len(evicted.data_json)
 
     def invalidate(self, symbol: str, timeframe: str | None = None) -> int:
         with self._lock:
             doomed = [k for k in self._entries if k[0] == symbol and (timeframe is None or k[1] == timeframe)]
             for k in doomed:
-                del self._entries[k]
+                self._bytes["entries"] -= len(self._entries.pop(k).data_json)
             self.invalidations += len(doomed)
             return len(doomed)
 
@@ -74,13 +86,15 @@ class FeatureCache:
         with self._lock:
             n = len(self._entries)
             self._entries.clear()
+            self._bytes["entries"] = 0
             self.invalidations += n
             return n
 
     def stats(self) -> dict:
         with self._lock:
-            return {"entries": len(self._entries), "hits": self.hits, "misses": self.misses,
-                    "invalidations": self.invalidations, "max_entries": self.max_entries}
+            return {"entries": len(self._entries), "bytes": self._bytes["entries"], "hits": self.hits,
+                    "misses": self.misses, "invalidations": self.invalidations,
+                    "max_entries": self.max_entries, "max_bytes": self.max_bytes}
 
 
 class InvalidationListener(threading.Thread):
