@@ -64,6 +64,9 @@ def _scrub(value: str) -> str:
 
 
 def redact_value(key: str, value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)) and key in SQL_ATTRS:
+        # execute_values hands psycopg2 a bytes statement with every row inlined
+        value = bytes(value).decode("utf-8", errors="replace")
     if isinstance(value, str):
         if key in URL_ATTRS:
             value = redact_url(value) if key != "url.query" else redact_url("http://x/?" + value).partition("?")[2]

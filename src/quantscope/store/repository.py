@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg2.errors
+from opentelemetry.trace import SpanKind
 from psycopg2.extras import execute_values
 
 from quantscope.features.compute import FEATURE_COLUMNS
+from quantscope.instrumentation import phases
 
 WRITE_STRATEGIES: tuple[str, ...] = ("row", "values", "copy")
 DEFAULT_PAGE_SIZE = 1000
@@ -238,7 +240,11 @@ def _copy(cur: Any, sql: str, buf: io.BytesIO | None = None, params: Any = None)
     if buf is None:
         cur.execute(sql, params)
         return cur.fetchone() if cur.description is not None else None
-    cur.copy_expert(sql, buf, size=1 << 20)
+    target = sql.split()[1] if sql.upper().startswith("COPY ") else "?"
+    with phases.span(f"COPY {target}", kind=SpanKind.CLIENT, **{
+            "db.system.name": "postgresql", "db.system": "postgresql", "db.operation.name": "COPY",
+            "db.collection.name": target, "quantscope.copy_bytes": buf.getbuffer().nbytes}):
+        cur.copy_expert(sql, buf, size=1 << 20)
     return None
 
 

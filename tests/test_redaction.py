@@ -1,0 +1,33 @@
+"""Telemetry redaction: URL credentials, registered secrets, inlined SQL rows (str and bytes)."""
+
+from quantscope.instrumentation import redaction as r
+
+
+def test_url_credentials_and_key_params_are_redacted():
+    out = r.redact_url("https://user:pw@api.polygon.io/v2/aggs?apiKey=abc123456&limit=5&token=t0k3n999")
+    assert "abc123456" not in out and "t0k3n999" not in out and "pw@" not in out
+    assert "limit=5" in out and r.REDACTED in out
+
+
+def test_registered_secret_is_scrubbed_anywhere():
+    r.register_secret("sentinel-secret-77")
+    assert r.redact_value("http.url", "http://x/?q=sentinel-secret-77") .count("sentinel") == 0
+    assert r.redact_value("exception.message", "boom sentinel-secret-77 boom") == f"boom {r.REDACTED} boom"
+
+
+def test_execute_values_rows_are_elided_from_str_and_bytes_statements():
+    sql = "INSERT INTO bars (a, b) VALUES (1.2345678, 2.5),(3.14159, 4.0) ON CONFLICT (a) DO NOTHING"
+    for value in (sql, sql.encode()):
+        out = r.redact_value("db.statement", value)
+        assert isinstance(out, str)
+        assert "3.14159" not in out and "1.2345678" not in out
+        assert out.startswith("INSERT INTO bars (a, b) VALUES (") and "ON CONFLICT" in out
+
+
+def test_long_sql_is_truncated():
+    out = r.redact_sql("SELECT " + "x, " * 2000 + "y")
+    assert len(out) < r.MAX_SQL + 64 and "chars elided" in out
+
+
+def test_attributes_unchanged_return_none():
+    assert r.redact_attributes({"quantscope.symbol": "AAPL", "n": 3}) is None
