@@ -133,7 +133,7 @@ def backfill(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
         console.print(f"traces: {tel.trace_file or 'OTLP endpoint'} ({tel.exported:,} spans)")
     ok = len(result.outcomes) - result.failed
     console.print(f"run [bold]{result.run_id}[/]: {ok}/{len(result.outcomes)} jobs succeeded, "
-                  f"{result.records_fetched:,} records in {result.wall_s:.1f}s "
+                  f"{result.records_fetched:,} records in {result.wall_s:.2f}s "
                   f"({result.records_fetched / max(result.wall_s, 1e-9):,.0f} records/s)")
     for o in result.outcomes:
         if o.status != "success":

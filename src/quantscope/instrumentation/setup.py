@@ -207,9 +207,13 @@ async def _httpx_async_request_hook(span, request) -> None:
 def instrument_fastapi(app, telemetry: Telemetry | None = None) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+    from opentelemetry.metrics import NoOpMeterProvider
+
     tel = telemetry or _current
+    # Our RequestMetrics middleware already records request duration with the labels the
+    # dashboards use; the instrumentor's own histograms would double the per-request work.
     FastAPIInstrumentor.instrument_app(app, tracer_provider=tel.tracer_provider if tel else None,
-                                       meter_provider=tel.meter_provider if tel else None,
+                                       meter_provider=NoOpMeterProvider(),
                                        exclude_spans=["receive", "send"],
                                        excluded_urls="healthz,readyz,metrics")
 
