@@ -183,6 +183,26 @@ def validate(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
     raise typer.Exit(0 if result.failed == 0 and r.status_code == 200 else 1)
 
 
+@app.command("rto-rpo")
+def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two documents")] = Path(".")) -> None:
+    """Write RTO_RPO_DEFINITION.md and rto_rpo_definition.json from config/objectives.yaml."""
+    import json
+
+    from quantscope.objectives import ObjectivesError, get_objectives
+    from quantscope.recovery.document import build_definition, render_markdown
+
+    try:
+        objectives = get_objectives()
+    except ObjectivesError as e:
+        _fail(str(e))
+    doc = build_definition(objectives, {s: i.tier for s, i in load_symbols().items()})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "rto_rpo_definition.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out_dir / "RTO_RPO_DEFINITION.md").write_text(render_markdown(doc))
+    console.print(f"wrote {out_dir / 'RTO_RPO_DEFINITION.md'} and {out_dir / 'rto_rpo_definition.json'} "
+                  "(fault drills: not run)")
+
+
 def _mount_commands() -> None:
     """Commands that live beside the code they drive."""
     from quantscope.analysis.cli import analyze_app, compare_command
