@@ -183,6 +183,63 @@ def validate(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
     raise typer.Exit(0 if result.failed == 0 and r.status_code == 200 else 1)
 
 
+@app.command()
+def scheduler(strategy: Annotated[str, typer.Option(help="row | values | copy")] = "copy",
+              concurrency: Annotated[int, typer.Option(min=1, max=64)] = 5,
+              bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
+              poll: Annotated[float, typer.Option(help="Seconds between scheduling passes")] = 5.0,
+              metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off)")] = 9464,
+              profile: Annotated[str, typer.Option(help="Simulator profile when no Polygon URL/key is set")] = "polygon-like",
+              once: Annotated[bool, typer.Option(help="One scheduling pass, then exit")] = False) -> None:
+    """Keep every tier fresh: tier cadences, the daily run, resume after a crash, catch-up."""
+    import signal
+
+    from quantscope.backfill.scheduler import Scheduler
+    from quantscope.instrumentation import names
+    from quantscope.objectives import ObjectivesError, get_objectives
+    from quantscope.runtime import database, market_source, polygon_client
+
+    try:
+        settings = _settings(write_strategy=strategy, concurrency=concurrency)
+        objectives = get_objectives()
+    except (ValueError, ObjectivesError) as e:
+        _fail(str(e))
+    tel = _telemetry(names.SERVICE_SCHEDULER, settings, prometheus=metrics_port > 0)
+    tiers = {s: i.tier for s, i in load_symbols().items()}
+    with database(settings) as db, market_source(settings, profile=profile) as src:
+        if tel is not None and metrics_port > 0:
+            from prometheus_client import start_http_server
+
+            from quantscope.instrumentation.metrics import register_state_gauges
+            from quantscope.store.status import service_status
+
+            def state():
+                with db.connection(retry=False) as conn:
+                    return service_status(conn, tiers)
+
+            register_state_gauges(state)
+            start_http_server(metrics_port, addr=settings.api_host)
+
+        async def go():
+            async with polygon_client(settings, src) as client:
+                sch = Scheduler(db, client, objectives, tiers, strategy=strategy, concurrency=concurrency,
+                                target_bars=bars, poll_s=poll)
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, sch.stop.set)
+                if once:
+                    await sch.tick()
+                else:
+                    console.print(f"scheduler running (poll {poll:g}s, metrics :{metrics_port})")
+                    await sch.run_forever()
+                return sch.runs_done
+
+        runs = asyncio.run(go())
+    if tel is not None:
+        tel.shutdown()
+    console.print(f"scheduler stopped after {runs} run(s)")
+
+
 @app.command("rto-rpo")
 def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two documents")] = Path(".")) -> None:
     """Write RTO_RPO_DEFINITION.md and rto_rpo_definition.json from config/objectives.yaml."""

@@ -58,3 +58,34 @@ async def cache_warm(request: Request,
                 else:
                     missing.append({"symbol": s, "timeframe": tf, "limit": lim})
     return {"warmed": warmed, "missing": missing, "timeframes": list(TIMEFRAME_NAMES)}
+
+
+@router.post("/backfill/trigger", summary="Start a backfill run (executed by the schedulers)")
+async def backfill_trigger(request: Request,
+                           force: bool = Query(False, description="Start even when a run is active"),
+                           symbols: list[str] | None = Query(None, max_length=100),
+                           timeframes: list[str] | None = Query(None, max_length=5)) -> dict:
+    from quantscope.backfill.runner import RunPlan, new_run_id
+    from quantscope.marketdata.timeframes import load_symbols
+    from quantscope.store import execution_log as xlog
+
+    syms = symbols or list(load_symbols())
+    tfs = timeframes or list(TIMEFRAME_NAMES)
+    for s in syms:
+        for tf in tfs:
+            _validate(s, tf)
+    plan = RunPlan.build(syms, tfs)
+    run_id = f"api-{new_run_id()}"
+
+    def go(conn) -> dict:
+        active = xlog.active_run(conn)
+        if active and not force:
+            raise ApiError(409, "conflict", f"run {active} is still in progress; pass force=true to start another",
+                           active_run=active)
+        jobs = [(i.symbol, tf, i.tier, p) for i, tf, p in plan.jobs()]
+        xlog.create_run(conn, run_id, trigger="api", strategy=request.app.state.settings.write_strategy,
+                        concurrency=request.app.state.settings.concurrency, params=plan.to_params(), jobs=jobs)
+        return {"run_id": run_id, "jobs": len(jobs), "status": "queued", "forced": force,
+                "order": "critical, standard, low"}
+
+    return await run_in_threadpool(request.app.state.db.run, go, retries=False)

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from quantscope import __version__
-from quantscope.api import admin, errors, features
+from quantscope.api import admin, enrichment, errors, features
 from quantscope.api.cache import FeatureCache, InvalidationListener
 from quantscope.api.limits import RequestLimits
 from quantscope.api.middleware import RequestMetrics
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
+    app.state.on_missing = lambda symbol, timeframe: enrichment.request_enrichment(app.state.db, symbol, timeframe)
     app.state.cache = FeatureCache(settings.cache_max_entries, settings.cache_max_bytes)
     app.state.objectives = get_objectives()
     errors.install(app)

@@ -75,7 +75,7 @@ async def get_features(
         else:
             if entry.count == 0:
                 on_missing = getattr(state, "on_missing", None)
-                extra = on_missing(symbol, timeframe) if on_missing else {}
+                extra = await run_in_threadpool(on_missing, symbol, timeframe) if on_missing else {}
                 raise ApiError(404, "not_found",
                                f"no features for {symbol} at timeframe {timeframe}", symbol=symbol,
                                timeframe=timeframe, **(extra or {}))

@@ -110,10 +110,11 @@ class BackfillRunner:
             c, run_id, trigger=trigger, strategy=self.strategy, concurrency=self.concurrency,
             params=plan.to_params(), jobs=job_rows))
         released = await asyncio.to_thread(self.db.run, lambda c: xlog.release_dead_leases(c, run_id))
+        finished = await asyncio.to_thread(self.db.run, lambda c: xlog.finished_count(c, run_id))
         result = RunResult(run_id=run_id, resumed=not created)
-        if not created:
-            log.warning("Resumed from checkpoint after crash (run %s, %d abandoned job(s) released)",
-                        run_id, released)
+        if not created and (released or finished):
+            log.warning("Resumed from checkpoint after crash (run %s: %d job(s) already done, "
+                        "%d abandoned job(s) released)", run_id, finished, released)
         ctx = JobContext(self.db, self.client, self.strategy, run_id, self.heavy_features, self.fail_compute)
         infos = {s: symbol_info(s) for s in plan.symbols}
         in_flight: set[int] = set()

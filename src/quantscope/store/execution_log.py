@@ -121,6 +121,47 @@ def unfinished_count(conn, run_id: str) -> int:
         return cur.fetchone()[0]
 
 
+def tier_refreshed_at(conn, symbol_tiers: dict[str, str], timeframes) -> dict[str, datetime | None]:
+    """Per tier, the time since which every (symbol, timeframe) of it has a successful job:
+    the oldest of their latest successes, or None when a series was never refreshed."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT symbol, timeframe, max(finished_at) FROM scheduler_execution_log
+                       WHERE status='success' AND symbol = ANY(%s) GROUP BY symbol, timeframe""",
+                    (list(symbol_tiers),))
+        latest = {(s, tf): at for s, tf, at in cur.fetchall()}
+    out: dict[str, datetime | None] = {}
+    for tier in set(symbol_tiers.values()):
+        times = [latest.get((s, tf)) for s, t in symbol_tiers.items() if t == tier for tf in timeframes]
+        out[tier] = None if any(t is None for t in times) else min(times)
+    return out
+
+
+def finished_count(conn, run_id: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT count(*) FROM scheduler_execution_log
+                       WHERE run_id=%s AND status IN ('success','failed','skipped')""", (run_id,))
+        return cur.fetchone()[0]
+
+
+def active_run(conn, trigger_prefix: str | None = None) -> str | None:
+    """The oldest run that still has open jobs (optionally only runs whose trigger starts with
+    the prefix)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT r.run_id FROM backfill_runs r WHERE r.status='running'
+                       AND (%(p)s::text IS NULL OR r.trigger LIKE %(p)s || '%%')
+                       AND EXISTS (SELECT 1 FROM scheduler_execution_log l
+                                   WHERE l.run_id=r.run_id AND l.status IN ('pending','running'))
+                       ORDER BY r.started_at LIMIT 1""", {"p": trigger_prefix})
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def open_run_count(conn, trigger: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT count(*) FROM backfill_runs WHERE status='running' AND trigger=%s""", (trigger,))
+        return cur.fetchone()[0]
+
+
 def finish_run(conn, run_id: str) -> dict[str, int]:
     with conn.cursor() as cur:
         cur.execute("""SELECT status, count(*) FROM scheduler_execution_log WHERE run_id=%s
