@@ -174,11 +174,11 @@ def validate(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
         console.print(f"backfill {result.run_id}: {len(result.outcomes) - result.failed}/{len(result.outcomes)} jobs, "
                       f"{result.records_fetched:,} records in {result.wall_s:.1f}s")
         sym = "AAPL" if "AAPL" in plan.symbols else plan.symbols[0]
+        tf = "1h" if "1h" in plan.timeframes else plan.timeframes[0]
         with BackgroundServer(create_app(settings, db=db)) as api:
-            r = httpx.get(f"{api.url}/api/v1/features/quant/{sym}", params={"limit": 500, "timeframe": plan.timeframes[0]},
-                          timeout=30)
+            r = httpx.get(f"{api.url}/api/v1/features/quant/{sym}", params={"limit": 500, "timeframe": tf}, timeout=30)
         body = r.json()
-        console.print(f"GET /api/v1/features/quant/{sym}?limit=500&timeframe={plan.timeframes[0]} -> {r.status_code}, "
+        console.print(f"GET /api/v1/features/quant/{sym}?limit=500&timeframe={tf} -> {r.status_code}, "
                       f"{body.get('count')} rows, freshness {body.get('freshness', {}).get('status')}")
     raise typer.Exit(0 if result.failed == 0 and r.status_code == 200 else 1)
 
