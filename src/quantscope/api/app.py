@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     app.state.db = db
     app.state.on_missing = lambda symbol, timeframe: enrichment.request_enrichment(app.state.db, symbol, timeframe)
     app.state.cache = FeatureCache(settings.cache_max_entries, settings.cache_max_bytes)
+    app.state.inflight = {}  # key -> Future of the store read in progress (single-flight)
     app.state.objectives = get_objectives()
     errors.install(app)
     app.include_router(features.router)

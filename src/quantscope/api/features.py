@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timezone
@@ -55,15 +56,19 @@ async def get_features(
     state = request.app.state
     key = (symbol, timeframe, limit)
     degraded = None
+    # Cache-Control: no-cache asks for a response validated at the origin (RFC 9111 5.2.1.4): skip
+    # the lookup, read the store, refresh the entry. Load tests use it to measure the full path.
+    bypass = "no-cache" in request.headers.get("cache-control", "").lower()
     with phases.span(names.SPAN_CACHE_LOOKUP, **{names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe}) as s:
-        entry = state.cache.get(key)
-        phases.set_attrs(s, **{names.ATTR_CACHE_HIT: entry is not None})
+        entry = None if bypass else state.cache.get(key)
+        phases.set_attrs(s, **{names.ATTR_CACHE_HIT: entry is not None, names.ATTR_CACHE_BYPASS: bypass})
     cached = entry is not None
     if entry is None:
         try:
             with phases.span(names.SPAN_STORE_READ, phase=names.PHASE_DB, **{
-                    names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe, names.ATTR_LIMIT: limit}):
-                entry = await run_in_threadpool(_read, state.db, symbol, timeframe, limit)
+                    names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe, names.ATTR_LIMIT: limit}) as s:
+                entry, shared = await _read_once(state, key)
+                phases.set_attrs(s, **{names.ATTR_COALESCED: shared})
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
             entry = state.cache.fallback(key)
             if entry is None:
@@ -84,6 +89,28 @@ async def get_features(
         body = _render(state, symbol, timeframe, limit, entry, cached, degraded)
     return Response(body, media_type="application/json",
                     headers={"X-Cache": "HIT" if cached else "MISS"})
+
+
+async def _read_once(state, key: tuple[str, str, int]) -> tuple[CacheEntry, bool]:
+    """Single-flight: concurrent misses for one key share one store read (a cold cache under 100
+    concurrent requests otherwise issues 100 identical queries). Returns (entry, shared)."""
+    inflight: dict = state.inflight
+    pending = inflight.get(key)
+    if pending is not None:
+        return await asyncio.shield(pending), True
+    fut = asyncio.get_running_loop().create_future()
+    inflight[key] = fut
+    try:
+        entry = await run_in_threadpool(_read, state.db, *key)
+    except BaseException as e:
+        fut.set_exception(e)
+        fut.exception()  # retrieved here: followers re-raise it, no "never retrieved" warning
+        raise
+    else:
+        fut.set_result(entry)
+        return entry, False
+    finally:
+        inflight.pop(key, None)
 
 
 def _read(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:

@@ -31,6 +31,8 @@ ATTR_STRATEGY = "quantscope.write_strategy"
 ATTR_STATUS = "quantscope.status"
 ATTR_LIMIT = "quantscope.limit"
 ATTR_CACHE_HIT = "quantscope.cache_hit"
+ATTR_COALESCED = "quantscope.coalesced"  # store.read waited for a read already in flight
+ATTR_CACHE_BYPASS = "quantscope.cache_bypass"  # request sent Cache-Control: no-cache
 
 PHASE_API = "api"
 PHASE_DB = "db"
