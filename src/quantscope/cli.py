@@ -264,10 +264,12 @@ def _mount_commands() -> None:
     """Commands that live beside the code they drive."""
     from quantscope.analysis.cli import analyze_app, compare_command
     from quantscope.backfill.baseline import baseline_command
+    from quantscope.loadtest.command import loadtest_command
 
     app.command("baseline", help="Traced backfill + bottleneck verdict: phase_2_backfill_baseline.json.")(
         baseline_command)
     app.add_typer(analyze_app, name="analyze", help="Analyse existing telemetry (traces, k6 output).")
+    app.command("loadtest", help="The seed's load scenarios with k6: load_test_report.json.")(loadtest_command)
     app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
 
 

@@ -36,3 +36,12 @@ PHASES = (PHASE_API, PHASE_DB, PHASE_COMPUTE)
 STATUS_SUCCESS = "success"
 STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped"
+
+# API request spans (load-test attribution).
+SERVICE_API = "quantscope-api"
+SPAN_CACHE_LOOKUP = "cache.lookup"
+SPAN_STORE_READ = "store.read"
+SPAN_SERIALIZE = "response.serialize"
+ATTR_CACHE_HIT = "quantscope.cache_hit"
+
+TIMEFRAME_ORDER = {"1m": 0, "5m": 1, "15m": 2, "30m": 3, "1h": 4, "4h": 5, "1d": 6, "1w": 7}

