@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from quantscope import __version__
 from quantscope.api import admin, enrichment, errors, features
 from quantscope.api.cache import FeatureCache, InvalidationListener
+from quantscope.api.fastpath import FeaturesFastPath
 from quantscope.api.limits import RequestLimits
 from quantscope.api.middleware import RequestMetrics
 from quantscope.objectives import get_objectives
@@ -65,7 +66,10 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     errors.install(app)
     app.include_router(features.router)
     app.include_router(admin.router)
-    # Limits inside the metrics middleware, so rejected requests are still counted.
+    # Limits inside the metrics middleware, so rejected requests are still counted; the fast path
+    # innermost, so it is measured, traced and limited like the route it shortcuts.
+    app.add_middleware(FeaturesFastPath, route=next(
+        r for r in features.router.routes if getattr(r, "path", None) == "/api/v1/features/quant/{symbol}"))
     app.add_middleware(RequestLimits)
     app.add_middleware(RequestMetrics)
     if telemetry is not None:

@@ -53,15 +53,26 @@ async def get_features(
     limit: int = Query(500, ge=1, le=MAX_LIMIT, description="Rows to return (1-5000)"),
 ) -> Response:
     _validate(symbol, timeframe)
-    state = request.app.state
+    bypass = "no-cache" in request.headers.get("cache-control", "").lower()
+    body, cached = await respond(request.app.state, symbol, timeframe, limit, bypass)
+    return Response(body, media_type="application/json", headers={"X-Cache": "HIT" if cached else "MISS"})
+
+
+async def respond(state, symbol: str, timeframe: str, limit: int, bypass: bool = False) -> tuple[bytes, bool]:
+    """The features response body for a validated request, and whether it came from the cache.
+    Raises ApiError (404, 503). Shared by the FastAPI route and the ASGI fast path.
+
+    `bypass`: the client sent Cache-Control: no-cache, which asks for a response validated at the
+    origin (RFC 9111 5.2.1.4): skip the lookup, read the store, refresh the entry. Load tests use
+    it to measure the full path."""
     key = (symbol, timeframe, limit)
     degraded = None
-    # Cache-Control: no-cache asks for a response validated at the origin (RFC 9111 5.2.1.4): skip
-    # the lookup, read the store, refresh the entry. Load tests use it to measure the full path.
-    bypass = "no-cache" in request.headers.get("cache-control", "").lower()
-    with phases.span(names.SPAN_CACHE_LOOKUP, **{names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe}) as s:
+    s = phases.leaf(names.SPAN_CACHE_LOOKUP, **{names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe})
+    try:
         entry = None if bypass else state.cache.get(key)
         phases.set_attrs(s, **{names.ATTR_CACHE_HIT: entry is not None, names.ATTR_CACHE_BYPASS: bypass})
+    finally:
+        s.end()
     cached = entry is not None
     if entry is None:
         try:
@@ -85,10 +96,11 @@ async def get_features(
                                f"no features for {symbol} at timeframe {timeframe}", symbol=symbol,
                                timeframe=timeframe, **(extra or {}))
             state.cache.put(key, entry)
-    with phases.span(names.SPAN_SERIALIZE):
-        body = _render(state, symbol, timeframe, limit, entry, cached, degraded)
-    return Response(body, media_type="application/json",
-                    headers={"X-Cache": "HIT" if cached else "MISS"})
+    s = phases.leaf(names.SPAN_SERIALIZE)
+    try:
+        return _render(state, symbol, timeframe, limit, entry, cached, degraded), cached
+    finally:
+        s.end()
 
 
 async def _read_once(state, key: tuple[str, str, int]) -> tuple[CacheEntry, bool]:

@@ -30,6 +30,12 @@ def span(name: str, *, phase: str | None = None, kind: trace.SpanKind = trace.Sp
         yield s
 
 
+def leaf(name: str, **attrs: Any) -> Span:
+    """A span with no children, not made current: no context attach/detach, about half the cost
+    of `span` on hot request paths. The caller ends it (try/finally)."""
+    return _tracer.start_span(name, attributes=_clean(attrs))
+
+
 def fetch_span(**attrs: Any):
     return span(names.SPAN_FETCH, phase=names.PHASE_API, **attrs)
 

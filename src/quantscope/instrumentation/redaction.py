@@ -16,15 +16,17 @@ SQL_ATTRS = frozenset({"db.statement", "db.query.text"})
 MAX_SQL = 1024
 _VALUES_RE = re.compile(r"\bVALUES\s*\(", re.IGNORECASE)
 
-_secrets: set[str] = set()
+_secrets: tuple[str, ...] = ()  # replaced whole under _lock; readers take the tuple lock-free
 _lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
     """Any attribute containing this exact value is scrubbed (defence in depth)."""
+    global _secrets
     if value and len(value) >= 6:
         with _lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets = (*_secrets, value)
 
 
 def redact_url(url: str) -> str:
@@ -55,9 +57,7 @@ def redact_sql(sql: str) -> str:
 
 
 def _scrub(value: str) -> str:
-    with _lock:
-        secrets = tuple(_secrets)
-    for s in secrets:
+    for s in _secrets:  # runs for every exported string attribute: no lock on this path
         if s in value:
             value = value.replace(s, REDACTED)
     return value
