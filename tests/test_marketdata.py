@@ -170,6 +170,26 @@ def test_circuit_breaker_opens_after_consecutive_rate_limits_and_closes_on_succe
     assert (cb.threshold, cb.pause_s) == (4, 300.0)
 
 
+def test_breaker_from_objectives_escalates_its_pause_and_resets_on_success(clock):
+    b = CircuitBreaker.from_objectives(clock=clock)
+    pauses = []
+    for _ in range(6):
+        for _ in range(4):  # the first four limits open it; later ones (in flight) do not extend it
+            b.record_rate_limit()
+        pauses.append(b.remaining_pause())
+        for _ in range(3):
+            b.record_rate_limit()
+        assert b.remaining_pause() == pauses[-1], "limits while open must not extend the pause"
+        clock.t += pauses[-1]
+        assert b.state == "half-open"
+        b.consecutive = b.threshold - 1  # the trial request is limited again
+    assert pauses == [1.0, 5.0, 30.0, 300.0, 300.0, 300.0]
+    b.record_success()
+    for _ in range(4):
+        b.record_rate_limit()
+    assert b.remaining_pause() == 1.0, "a success starts the escalation over"
+
+
 # --------------------------------------------------------------------------------------------
 # Background server
 # --------------------------------------------------------------------------------------------

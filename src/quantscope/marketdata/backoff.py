@@ -71,29 +71,47 @@ class BackoffPolicy:
 
 
 class CircuitBreaker:
-    """Opens after `threshold` consecutive rate limits and stays open `pause_s`. After the pause
-    one trial goes through: a success closes it, another rate limit reopens it at once."""
+    """Opens after `threshold` consecutive rate limits and stays open for a pause. After the pause
+    one trial goes through: a success closes it, another rate limit reopens it at once.
 
-    def __init__(self, threshold: int = 4, pause_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
+    With `escalation` (the backoff schedule, from objectives.yaml) the n-th opening in a row pauses
+    escalation[n-1], capped at `pause_s`: 1 s, 5 s, 30 s, then 5 min. A short burst of 429s then
+    costs seconds, not the full 5-minute pause (the rate-limit RTO is 30 s); a limit that persists
+    still backs everyone off for 5 minutes. Without it every opening pauses `pause_s`."""
+
+    def __init__(self, threshold: int = 4, pause_s: float = 300.0, clock: Callable[[], float] = time.monotonic,
+                 escalation: tuple[float, ...] | None = None):
         if threshold < 1:
             raise ValueError(f"threshold must be >= 1, got {threshold}")
         if pause_s < 0:
             raise ValueError(f"pause_s must be >= 0, got {pause_s}")
+        if escalation is not None and (not escalation or any(x < 0 for x in escalation)):
+            raise ValueError(f"escalation must be non-empty and non-negative, got {escalation!r}")
         self.threshold = threshold
         self.pause_s = float(pause_s)
+        self.escalation = tuple(float(x) for x in escalation) if escalation is not None else None
         self.clock = clock
         self.consecutive = 0
         self.opens = 0
+        self._streak = 0  # openings since the last success
         self._open_until: float | None = None
+
+    def next_pause(self) -> float:
+        if self.escalation is None:
+            return self.pause_s
+        return min(self.escalation[min(self._streak, len(self.escalation) - 1)], self.pause_s)
 
     def record_rate_limit(self) -> None:
         self.consecutive += 1
-        if self.consecutive >= self.threshold:
-            self._open_until = self.clock() + self.pause_s
-            self.opens += 1
+        if self.consecutive < self.threshold or self.is_open:
+            return  # not yet, or a request already in flight when it opened: counted once
+        self._open_until = self.clock() + self.next_pause()
+        self._streak += 1
+        self.opens += 1
 
     def record_success(self) -> None:
         self.consecutive = 0
+        self._streak = 0
         self._open_until = None
 
     def remaining_pause(self) -> float:
@@ -115,7 +133,8 @@ class CircuitBreaker:
     def from_objectives(cls, path: Path | str | None = None, *,
                         clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
         b = _load_backoff_section(path)
-        return cls(threshold=b.circuit_breaker_after, pause_s=b.circuit_breaker_pause, clock=clock)
+        return cls(threshold=b.circuit_breaker_after, pause_s=b.circuit_breaker_pause, clock=clock,
+                   escalation=tuple(b.schedule))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
