@@ -243,23 +243,41 @@ def scheduler(strategy: Annotated[str, typer.Option(help="row | values | copy")]
 
 
 @app.command("rto-rpo")
-def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two documents")] = Path(".")) -> None:
+def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two documents")] = Path("."),
+            drills: Annotated[bool, typer.Option(help="Run the fault drills and put the measurements beside "
+                                                      "each objective")] = False,
+            only: Annotated[Optional[str], typer.Option(help="Comma-separated drills (default: all four)")] = None,
+            time_scale: Annotated[float, typer.Option(min=0.001, max=1.0, help="Objective waits x this in drills")] = 0.1) -> None:
     """Write RTO_RPO_DEFINITION.md and rto_rpo_definition.json from config/objectives.yaml."""
-    import json
-
     from quantscope.objectives import ObjectivesError, get_objectives
-    from quantscope.recovery.document import build_definition, render_markdown
+    from quantscope.recovery.document import write_documents
 
     try:
         objectives = get_objectives()
     except ObjectivesError as e:
         _fail(str(e))
-    doc = build_definition(objectives, {s: i.tier for s, i in load_symbols().items()})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "rto_rpo_definition.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out_dir / "RTO_RPO_DEFINITION.md").write_text(render_markdown(doc))
-    console.print(f"wrote {out_dir / 'RTO_RPO_DEFINITION.md'} and {out_dir / 'rto_rpo_definition.json'} "
-                  "(fault drills: not run)")
+    results = None
+    if drills:
+        from quantscope.recovery.drills import DrillError, DrillOptions, run_drills
+        from quantscope.runtime import database
+
+        with database(_settings()) as db, console.status("fault drills") as status:
+            try:
+                results = run_drills(db, objectives, DrillOptions(time_scale=time_scale, log_dir=out_dir / "drill-logs"),
+                                     only=_csv(only, ()) or None, notify=lambda m: (status.update(m), console.log(m)))
+            except DrillError as e:
+                _fail(str(e))
+    doc, md, js = write_documents(objectives, {s: i.tier for s, i in load_symbols().items()}, out_dir, results)
+    console.print(f"wrote {md} and {js} (fault drills: {'run' if results else 'not run'})")
+    if results:
+        for r in doc["rto"]:
+            d = r["drill"]
+            if d is not None:
+                rec = "failed" if d.get("recovery_seconds") is None else f"{d['recovery_seconds']:.2f}s"
+                console.print(f"  {r['title']:<28} objective {r['objective_seconds']:>6.0f}s  recovery {rec:>8}  "
+                              f"lost {d.get('records_lost', '-')}  duplicated {d.get('records_duplicated', '-')}  "
+                              f"{'MET' if d['met'] else 'NOT MET'}", highlight=False)
+        raise typer.Exit(0 if all(r["drill"] is None or r["drill"]["met"] for r in doc["rto"]) else 1)
 
 
 def _mount_commands() -> None:

@@ -41,8 +41,10 @@ def build_definition(obj: Objectives, symbol_tiers: dict[str, str],
                                  "procedure": o.procedure, "fallback": o.fallback, "drill": None}
         d = (drills or {}).get(key)
         if d is not None:
-            met = d["recovery_seconds"] <= o.objective and d.get("records_lost", 0) == 0 \
-                and d.get("records_duplicated", 0) == 0
+            rec = d.get("recovery_seconds")
+            met = rec is not None and rec <= o.objective and not d.get("error") \
+                and d.get("records_lost", 0) == 0 and d.get("records_duplicated", 0) == 0 \
+                and d.get("jobs_redone", 0) == 0
             entry["drill"] = {**d, "met": met}
         rto.append(entry)
     a = obj.alerts
@@ -100,7 +102,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
             "| Failure Type | RTO | Procedure | Fallback | Measured recovery | Met |", "|---|---|---|---|---|---|"]
     for r in doc["rto"]:
         d = r["drill"]
-        measured = "not run" if d is None else f"{d['recovery_seconds']:.2f}s" + (" (scaled)" if d.get("scaled") else "")
+        if d is None:
+            measured = "not run"
+        elif d.get("recovery_seconds") is None:
+            measured = f"drill failed: {d.get('error', 'no result')}"
+        else:
+            measured = f"{d['recovery_seconds']:.2f}s" + (" (scaled)" if d.get("scaled") else "") + \
+                f", lost {d.get('records_lost', 0)}, duplicated {d.get('records_duplicated', 0)}"
         met = "-" if d is None else ("yes" if d["met"] else "**no**")
         out.append(f"| **{r['title']}** | {_d(r['objective_seconds'])} | {r['procedure']} | {r['fallback']} "
                    f"| {measured} | {met} |")
@@ -120,10 +128,43 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"- After downtime longer than {_d(sch['extended_downtime_seconds'])}: "
             "`POST /api/v1/admin/backfill/trigger?force=true`; jobs run in priority order: critical, standard, low.",
             f"- Polygon rate limits: backoff {' -> '.join(_d(x) for x in sch['backoff_schedule_seconds'])} "
-            f"(Retry-After honoured); circuit breaker pauses {_d(sch['circuit_breaker_pause_seconds'])} after "
-            f"{sch['circuit_breaker_after']} consecutive limits.",
+            f"(Retry-After honoured); after {sch['circuit_breaker_after']} consecutive limits a circuit breaker "
+            f"pauses every request, escalating along the same schedule up to "
+            f"{_d(sch['circuit_breaker_pause_seconds'])} while the limit persists.",
             "", "## Monitoring & Alerts", ""]
     out += [f"- `{a['name']}` ({a['severity'].upper()}): {a['condition']}" for a in doc["alerts"]]
-    out += ["", "Drills: " + ("results above were measured by fault drills."
-                              if doc["drills_run"] else "not run in this document."), ""]
+    out += ["", "## Fault drills", ""]
+    if not doc["drills_run"]:
+        out += ["Not run in this document (`quantscope rto-rpo --drills` runs them).", ""]
+    else:
+        out += ["Measured by `quantscope rto-rpo --drills` against the real service (drill-only symbols). "
+                "Where a drill's waits were scaled (time_scale), the recovery shown is measured time divided by "
+                "that scale, so it compares with the objective.", ""]
+        for r in doc["rto"]:
+            d = r["drill"]
+            if d is None:
+                continue
+            out.append(f"- **{r['title']}**: {d.get('method', '')}" + (f" (time_scale {d['time_scale']})"
+                                                                      if d.get("scaled") else ""))
+            if d.get("error"):
+                out.append(f"  - error: {d['error']}")
+            if d.get("measured"):
+                out.append("  - measured: " + ", ".join(f"{k}={v}" for k, v in d["measured"].items()))
+            if d.get("problems"):
+                out.append("  - problems: " + "; ".join(d["problems"]))
+        out.append("")
     return "\n".join(out)
+
+
+def write_documents(obj: Objectives, symbol_tiers: dict[str, str], out_dir, drills=None):
+    """Both documents into `out_dir`; returns (doc, markdown path, json path)."""
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = build_definition(obj, symbol_tiers, drills)
+    js, md = out / "rto_rpo_definition.json", out / "RTO_RPO_DEFINITION.md"
+    js.write_text(json.dumps(doc, indent=2) + "\n")
+    md.write_text(render_markdown(doc))
+    return doc, md, js
