@@ -15,11 +15,12 @@ import os
 
 from quantscope.analysis.load import format_summary
 from quantscope.loadtest.runner import SCENARIOS, run_loadtest, targets
+from seed_paths import seed_output_dir
 
 
 def _run(name: str, settings, tmp_path_factory, request):
     api_url = os.environ.get("QUANTSCOPE_API_URL")
-    out = tmp_path_factory.mktemp(f"load-{name}")
+    out = seed_output_dir(f"load_{name}")
     kw = {"api_url": api_url} if api_url else {"db": request.getfixturevalue("db")}
     result = run_loadtest(settings.model_copy(update={"otel_enabled": True}), scenarios=[SCENARIOS[name]],
                           out_dir=out, **kw)

@@ -13,3 +13,4 @@ from seed_load import (  # noqa: F401
     test_load_variable_limits,
     test_load_variable_timeframes,
 )
+from seed_rto import test_rto_rpo_requirements  # noqa: F401
