@@ -144,48 +144,6 @@ def backfill(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
 
 
 @app.command()
-def validate(symbols: Annotated[Optional[str], typer.Option(help="Comma-separated; default: config/symbols.yaml")] = None,
-             timeframes: Annotated[Optional[str], typer.Option(help="Comma-separated timeframes")] = None,
-             strategy: Annotated[str, typer.Option(help="row | values | copy")] = "copy",
-             concurrency: Annotated[int, typer.Option(min=1, max=64)] = 5,
-             bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
-             profile: Annotated[str, typer.Option(help="Simulator profile")] = "polygon-like") -> None:
-    """Run the Phase 2 validation on embedded defaults: backfill, then query the API."""
-    import httpx
-
-    from quantscope.api.app import create_app
-    from quantscope.backfill.runner import BackfillRunner, RunPlan
-    from quantscope.runtime import database, market_source, polygon_client
-    from quantscope.util.asgi_server import BackgroundServer
-
-    try:
-        settings = _settings(write_strategy=strategy, concurrency=concurrency)
-        plan = RunPlan.build(_csv(symbols, tuple(load_symbols())), _csv(timeframes, TIMEFRAME_NAMES), target_bars=bars)
-    except ValueError as e:
-        _fail(str(e))
-    with database(settings) as db, market_source(settings, profile=profile) as src:
-        progress, on_done = backfill_progress(len(plan.jobs()))
-
-        async def go():
-            async with polygon_client(settings, src) as client:
-                return await BackfillRunner(db, client, strategy=strategy, concurrency=concurrency,
-                                            on_job_done=on_done).run(plan, trigger="validate")
-
-        with progress:
-            result = asyncio.run(go())
-        console.print(f"backfill {result.run_id}: {len(result.outcomes) - result.failed}/{len(result.outcomes)} jobs, "
-                      f"{result.records_fetched:,} records in {result.wall_s:.1f}s")
-        sym = "AAPL" if "AAPL" in plan.symbols else plan.symbols[0]
-        tf = "1h" if "1h" in plan.timeframes else plan.timeframes[0]
-        with BackgroundServer(create_app(settings, db=db)) as api:
-            r = httpx.get(f"{api.url}/api/v1/features/quant/{sym}", params={"limit": 500, "timeframe": tf}, timeout=30)
-        body = r.json()
-        console.print(f"GET /api/v1/features/quant/{sym}?limit=500&timeframe={tf} -> {r.status_code}, "
-                      f"{body.get('count')} rows, freshness {body.get('freshness', {}).get('status')}")
-    raise typer.Exit(0 if result.failed == 0 and r.status_code == 200 else 1)
-
-
-@app.command()
 def scheduler(strategy: Annotated[str, typer.Option(help="row | values | copy")] = "copy",
               concurrency: Annotated[int, typer.Option(min=1, max=64)] = 5,
               bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
@@ -289,6 +247,10 @@ def _mount_commands() -> None:
     app.command("baseline", help="Traced backfill + bottleneck verdict: phase_2_backfill_baseline.json.")(
         baseline_command)
     app.add_typer(analyze_app, name="analyze", help="Analyse existing telemetry (traces, k6 output).")
+    from quantscope.validate import validate_command
+
+    app.command("validate", help="The whole Phase 2 on one machine: reports/<run-id>/ with report.html.")(
+        validate_command)
     app.command("loadtest", help="The seed's load scenarios with k6: load_test_report.json.")(loadtest_command)
     app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
 

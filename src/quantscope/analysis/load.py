@@ -349,6 +349,20 @@ class ScenarioRun:
     raw_output: str | None = None
     summary_path: str | None = None
     cache_preparation: dict[str, Any] | None = None
+    started_at: float | None = None  # unix seconds when k6 started (samples' t is relative to it)
+
+
+def histogram(ms: np.ndarray, bins: int = 30) -> dict[str, list[float] | list[int]]:
+    """Log-spaced latency histogram (ms): latency spans orders of magnitude under load."""
+    pos = ms[ms > 0]
+    if pos.size == 0:
+        return {"edges_ms": [], "counts": []}
+    lo, hi = float(pos.min()), float(pos.max())
+    if hi <= lo:
+        hi = lo * 1.01 + 1e-6
+    edges = np.geomspace(lo, hi * 1.000001, bins + 1)
+    counts, _ = np.histogram(pos, bins=edges)
+    return {"edges_ms": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
 
 
 def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[str, dict[str, Any]],
@@ -363,6 +377,7 @@ def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[st
         **stats,
         "targets": checks,
         "passed": all(c["met"] for c in checks.values()),
+        "histogram": histogram(req.duration_ms),
         "by_tag": breakdown,
         "slowest": {tag: slowest(b) for tag, b in breakdown.items()},
         "resources": resource_section(run.idle_samples, run.samples, cores, workers),
@@ -443,7 +458,18 @@ def recommendations(b: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> l
 def build_report(runs: Iterable[ScenarioRun], *, targets: dict[str, float], spans: SpanTable | None = None,
                  cores: int = 1, workers: int = 1, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     server = index_server_spans(spans)
+    runs = list(runs)
     scenarios = [scenario_report(r, targets, server, cores, workers) for r in runs]
+    # One timeline of the API's CPU/RSS across the scenarios, in real seconds from the first.
+    t0 = min((r.started_at for r in runs if r.started_at is not None), default=None)
+    timeline = []
+    for r, s in zip(runs, scenarios):
+        if t0 is None or r.started_at is None:
+            continue
+        off = r.started_at - t0
+        s["start_s"] = _r(off, 3)
+        timeline += [{"t_s": _r(off + t, 3), "cpu_percent": _r(c, 1), "rss_mb": _r(m / 2**20, 1), "scenario": r.name}
+                     for t, c, m in r.samples]
     b = bottleneck(scenarios)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -454,6 +480,8 @@ def build_report(runs: Iterable[ScenarioRun], *, targets: dict[str, float], span
         "bottleneck": b,
         "recommendations": recommendations(b, scenarios),
         "server_spans": {"read": len(spans) if spans is not None else 0, "api_requests_indexed": len(server)},
+        "resources": {"samples": timeline,
+                      "note": "API process tree: CPU % of one core summed over processes, RSS MiB"},
     }
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from importlib import metadata as importlib_metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -81,45 +82,41 @@ def _copy_traces(files: list[Path], out: Path) -> list[Path]:
     return copies
 
 
-def baseline_command(
-    symbols: Annotated[Optional[str], typer.Option(help="Comma-separated; default: the seed's 25 (config/symbols.yaml)")] = None,
-    timeframes: Annotated[Optional[str], typer.Option(help=f"Comma-separated; default: {','.join(TIMEFRAME_NAMES)}")] = None,
-    strategy: Annotated[str, typer.Option(help="Write strategy: row | values | copy")] = "copy",
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Concurrent jobs")] = 5,
-    bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
-    profile: Annotated[str, typer.Option(help="Simulator latency profile: instant | polygon-like | slow")] = DEFAULT_PROFILE,
-    heavy_features: Annotated[bool, typer.Option("--heavy-features", help="Also compute the extended feature panel")] = False,
-    rate_limit: Annotated[Optional[int], typer.Option(min=1, help="Simulator requests per minute before 429")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Report path")] = DEFAULT_OUT,
-) -> None:
-    """Phase 2 backfill baseline: a traced backfill, analysed into phase_2_backfill_baseline.json."""
-    # Imported here: cli.py mounts this command, so a top-level import would be circular.
+class BaselineError(RuntimeError):
+    pass
+
+
+@dataclass
+class Baseline:
+    report: dict[str, Any]
+    result: Any  # RunResult
+    meta: dict[str, Any]
+    trace_copies: list[Path]
+    note: str | None = None
+
+
+def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profile: str = DEFAULT_PROFILE,
+                 heavy_features: bool = False, rate_limit: int | None = None, out: Path = DEFAULT_OUT,
+                 db=None, show_progress: bool = True) -> Baseline:
+    """A traced backfill of `plan`, then its analysis from the traces alone. `tel` is this
+    process's telemetry (tracing must be on); it is shut down here so every span is flushed.
+    Writes nothing but the trace copies beside `out`; the caller writes the report."""
+    from contextlib import ExitStack, nullcontext
+
     from quantscope import cli as qcli
-    from quantscope.analysis.backfill import AnalysisError, analyze_backfill, format_summary
-    from quantscope.analysis.cli import _print_lines, _write_json
+    from quantscope.analysis.backfill import AnalysisError, analyze_backfill
     from quantscope.analysis.traces import TraceSourceError, read_spans
-    from quantscope.backfill.runner import BackfillRunner, RunPlan
+    from quantscope.backfill.runner import BackfillRunner
     from quantscope.instrumentation import names
-    from quantscope.marketdata.simulator import PROFILES
-    from quantscope.marketdata.timeframes import load_symbols
     from quantscope.runtime import database, market_source, polygon_client
     from quantscope.settings import PROJECT_ROOT
 
-    if profile not in PROFILES:
-        qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    try:
-        # The baseline is computed from traces, so tracing is on whatever QUANTSCOPE_OTEL_ENABLED says.
-        settings = qcli._settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True)
-        plan = RunPlan.build(qcli._csv(symbols, tuple(load_symbols())), qcli._csv(timeframes, TIMEFRAME_NAMES),
-                             target_bars=bars)
-    except ValueError as e:
-        qcli._fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
-
+    if tel is None:
+        raise BaselineError("the baseline is computed from traces: tracing must be on")
     started = time.time()
-    tel = qcli._telemetry(names.SERVICE_BACKFILL, settings)
     traces_dir = settings.resolved_traces_dir
     if tel.trace_file is None:
-        # OTLP endpoint configured: also write a local file, the only source this command reads.
+        # OTLP endpoint configured: also write a local file, the only source this reads.
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         from quantscope.instrumentation.file_exporter import OtlpJsonFileExporter
@@ -133,9 +130,12 @@ def baseline_command(
     else:
         file_exporter = tel.exporter
 
-    with database(settings) as db, market_source(settings, profile=profile, rate_limit_per_min=rate_limit) as src:
+    with ExitStack() as stack:
+        if db is None:
+            db = stack.enter_context(database(settings))
+        src = stack.enter_context(market_source(settings, profile=profile, rate_limit_per_min=rate_limit))
         pg_version = _server_version(db)
-        progress, on_done = qcli.backfill_progress(len(plan.jobs()))
+        progress, on_done = qcli.backfill_progress(len(plan.jobs())) if show_progress else (nullcontext(), None)
 
         async def go():
             async with polygon_client(settings, src) as client:
@@ -150,9 +150,9 @@ def baseline_command(
     ended, exported = tel.counter.ended, getattr(file_exporter, "exported", 0)
 
     meta_otlp = {"spans_exported_otlp": tel.exported} if file_exporter is not tel.exporter else {}
+    note = None
     if not src.simulated and (rate_limit is not None or profile != DEFAULT_PROFILE):
-        qcli.console.print("note: --profile/--rate-limit apply to the simulator only; this run used "
-                           f"{src.base_url}")
+        note = f"note: --profile/--rate-limit apply to the simulator only; this run used {src.base_url}"
     copies = _copy_traces(_trace_files(tel, traces_dir, started - 1), out)
     meta: dict[str, Any] = {
         "run_id": result.run_id,
@@ -180,11 +180,55 @@ def baseline_command(
         table = read_spans([str(p) for p in copies], run_id=result.run_id)
         report = analyze_backfill(table, meta, run_id=result.run_id)
     except (TraceSourceError, AnalysisError) as e:
-        qcli._fail(f"analysis of run {result.run_id} failed: {e}")
+        raise BaselineError(f"analysis of run {result.run_id} failed: {e}") from e
     if meta["spans_dropped"]:
         msg = f"{meta['spans_dropped']} of {ended} spans were not exported: phase times are incomplete"
         report["bottleneck"]["caveats"].append(msg)
         report["bottleneck"]["confidence"] = "low"
+    return Baseline(report, result, meta, copies, note)
+
+
+def baseline_command(
+    symbols: Annotated[Optional[str], typer.Option(help="Comma-separated; default: the seed's 25 (config/symbols.yaml)")] = None,
+    timeframes: Annotated[Optional[str], typer.Option(help=f"Comma-separated; default: {','.join(TIMEFRAME_NAMES)}")] = None,
+    strategy: Annotated[str, typer.Option(help="Write strategy: row | values | copy")] = "copy",
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Concurrent jobs")] = 5,
+    bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
+    profile: Annotated[str, typer.Option(help="Simulator latency profile: instant | polygon-like | slow")] = DEFAULT_PROFILE,
+    heavy_features: Annotated[bool, typer.Option("--heavy-features", help="Also compute the extended feature panel")] = False,
+    rate_limit: Annotated[Optional[int], typer.Option(min=1, help="Simulator requests per minute before 429")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report path")] = DEFAULT_OUT,
+) -> None:
+    """Phase 2 backfill baseline: a traced backfill, analysed into phase_2_backfill_baseline.json."""
+    # Imported here: cli.py mounts this command, so a top-level import would be circular.
+    from quantscope import cli as qcli
+    from quantscope.analysis.backfill import format_summary
+    from quantscope.analysis.cli import _print_lines, _write_json
+    from quantscope.backfill.runner import RunPlan
+    from quantscope.instrumentation import names
+    from quantscope.marketdata.simulator import PROFILES
+    from quantscope.marketdata.timeframes import load_symbols
+
+    if profile not in PROFILES:
+        qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    try:
+        # The baseline is computed from traces, so tracing is on whatever QUANTSCOPE_OTEL_ENABLED says.
+        settings = qcli._settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True)
+        plan = RunPlan.build(qcli._csv(symbols, tuple(load_symbols())), qcli._csv(timeframes, TIMEFRAME_NAMES),
+                             target_bars=bars)
+    except ValueError as e:
+        qcli._fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
+
+    tel = qcli._telemetry(names.SERVICE_BACKFILL, settings)
+    try:
+        base = run_baseline(settings, plan, tel, strategy=strategy, concurrency=concurrency, profile=profile,
+                            heavy_features=heavy_features, rate_limit=rate_limit, out=out)
+    except BaselineError as e:
+        qcli._fail(str(e))
+    report, result, meta, copies = base.report, base.result, base.meta, base.trace_copies
+    ended, exported = meta["spans_ended"], meta["spans_exported"]
+    if base.note:
+        qcli.console.print(base.note)
     _write_json(out, report)
 
     from rich.console import Console

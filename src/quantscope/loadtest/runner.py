@@ -411,6 +411,7 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
                 idle = sampler.collect(IDLE_BASELINE_S) if sampler else []
                 notify(f"k6: {sc.name} ({k6.mode}, {k6.vus} VUs, "
                        + (f"{k6.requests} requests)" if k6.mode == "burst" else f"{k6.duration})"))
+                k6_started = time.time()
                 if sampler:
                     with sampler.running() as samples:
                         code, raw, summary, _ = run_k6(sc, target.url, k6_out, k6)
@@ -420,7 +421,8 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
                 run = ScenarioRun(sc.name, read_k6_points(raw), read_k6_summary(summary), mode=k6.mode,
                                   cache_mode=sc.cache_mode, vus=k6.vus, k6_exit_code=code, idle_samples=idle,
                                   samples=list(samples), raw_output=str(raw.relative_to(out_dir)),
-                                  summary_path=str(summary.relative_to(out_dir)), cache_preparation=prep)
+                                  summary_path=str(summary.relative_to(out_dir)), cache_preparation=prep,
+                                  started_at=k6_started)
                 runs.append(run)
                 if on_scenario:
                     on_scenario(sc.name, {"requests": len(run.requests), "exit_code": code})

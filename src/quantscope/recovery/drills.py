@@ -456,16 +456,47 @@ def run_drills(db: Any, obj: Objectives, opts: DrillOptions | None = None, *, on
     if unknown:
         raise DrillError(f"unknown drill(s) {', '.join(unknown)}; expected {', '.join(DRILLS)}")
     out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        _clean(db, opts.symbols)
-        notify(f"drill: {name}")
-        t0 = time.monotonic()
-        try:
-            out[name] = RUNNERS[name](db, obj, opts)
-        except DrillError as e:
-            # A drill that could not complete has no recovery time: reported, and never "met".
-            out[name] = {"recovery_seconds": None, "error": str(e), "scaled": opts.time_scale != 1.0,
-                         "time_scale": opts.time_scale}
-        out[name]["drill_wall_seconds"] = round(time.monotonic() - t0, 2)
+    with _drill_log(opts.log_dir):
+        for name in names:
+            _run_one(db, obj, opts, name, out, notify)
     _clean(db, opts.symbols)
     return out
+
+
+def _run_one(db, obj, opts, name, out, notify) -> None:
+    _clean(db, opts.symbols)
+    notify(f"drill: {name}")
+    t0 = time.monotonic()
+    try:
+        out[name] = RUNNERS[name](db, obj, opts)
+    except DrillError as e:
+        # A drill that could not complete has no recovery time: reported, and never "met".
+        out[name] = {"recovery_seconds": None, "error": str(e), "scaled": opts.time_scale != 1.0,
+                     "time_scale": opts.time_scale}
+    out[name]["drill_wall_seconds"] = round(time.monotonic() - t0, 2)
+
+
+class _drill_log:
+    """The faults are deliberate: their warnings (retries, reconnects) go to drill-logs/drills.log,
+    not the console."""
+
+    def __init__(self, log_dir: Path | None):
+        self.log_dir = log_dir
+        self.handler: logging.Handler | None = None
+        self.logger = logging.getLogger("quantscope")
+
+    def __enter__(self):
+        self.propagate = self.logger.propagate
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.handler = logging.FileHandler(self.log_dir / "drills.log")
+            self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            self.logger.addHandler(self.handler)
+            self.logger.propagate = False
+        return self
+
+    def __exit__(self, *exc):
+        if self.handler is not None:
+            self.logger.removeHandler(self.handler)
+            self.handler.close()
+        self.logger.propagate = self.propagate
