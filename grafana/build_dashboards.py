@@ -1,0 +1,324 @@
+"""Grafana dashboards as code: `python grafana/build_dashboards.py` writes grafana/dashboards/*.json.
+
+The JSON is committed (Grafana provisions files); tests/test_stack.py checks it equals this
+script's output, validates it against Grafana's dashboard schema and runs every PromQL query
+against a real Prometheus fed by our own services. Metric names come from the service
+(quantscope.instrumentation.names) and from k6's Prometheus remote-write output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "grafana" / "dashboards"
+TARGETS = json.loads((ROOT / "k6" / "lib" / "targets.json").read_text())
+
+PROM = {"type": "prometheus", "uid": "prometheus"}
+TEMPO = {"type": "tempo", "uid": "tempo"}
+API = 'job="quantscope-api"'
+FEATURES = 'route="/api/v1/features/quant/{symbol}"'
+
+
+class Board:
+    def __init__(self, uid: str, title: str, description: str, tags: list[str], variables: list[dict] | None = None):
+        self.uid, self.title, self.description, self.tags = uid, title, description, tags
+        self.variables = variables or []
+        self.panels: list[dict] = []
+        self._x = self._y = self._row_h = 0
+
+    def add(self, panel: dict, w: int = 12, h: int = 8) -> None:
+        if self._x + w > 24:
+            self._x, self._y = 0, self._y + self._row_h
+            self._row_h = 0
+        panel["id"] = len(self.panels) + 1
+        panel["gridPos"] = {"h": h, "w": w, "x": self._x, "y": self._y}
+        self._x += w
+        self._row_h = max(self._row_h, h)
+        self.panels.append(panel)
+
+    def row(self, title: str) -> None:
+        self._x, self._y = 0, self._y + self._row_h
+        self._row_h = 0
+        self.add({"type": "row", "title": title, "collapsed": False, "panels": []}, w=24, h=1)
+        self._x, self._y, self._row_h = 0, self._y + 1, 0
+
+    def json(self) -> dict:
+        return {
+            "uid": self.uid, "title": self.title, "description": self.description, "tags": self.tags,
+            "editable": False, "graphTooltip": 1, "schemaVersion": 41, "version": 1, "refresh": "30s",
+            "time": {"from": "now-1h", "to": "now"}, "timezone": "utc",
+            "annotations": {"list": []}, "links": [
+                {"title": "quantscope dashboards", "type": "dashboards", "tags": ["quantscope"], "asDropdown": True,
+                 "icon": "external link", "includeVars": False, "keepTime": True, "targetBlank": False,
+                 "tooltip": "", "url": ""}],
+            "templating": {"list": self.variables}, "panels": self.panels,
+        }
+
+
+def prom(expr: str, legend: str = "__auto", ref: str = "A", instant: bool = False) -> dict:
+    t = {"refId": ref, "datasource": PROM, "expr": expr, "legendFormat": legend, "range": not instant,
+         "instant": instant}
+    return t
+
+
+def thresholds(*steps: tuple[str, float | None]) -> dict:
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+
+
+def timeseries(title: str, targets: list[dict], unit: str, description: str, *, th: dict | None = None,
+               stack: bool = False, draw_thresholds: bool = False, exemplars: bool = False) -> dict:
+    custom: dict = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if not stack else 60,
+                    "showPoints": "never", "spanNulls": True,
+                    "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
+    if draw_thresholds:
+        custom["thresholdsStyle"] = {"mode": "dashed"}
+    defaults: dict = {"unit": unit, "custom": custom, "color": {"mode": "palette-classic"}}
+    if th:
+        defaults["thresholds"] = th
+    for t in targets:
+        t["exemplar"] = exemplars
+    return {"type": "timeseries", "title": title, "description": description, "datasource": PROM,
+            "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": {"legend": {"showLegend": True, "displayMode": "table", "placement": "bottom",
+                                   "calcs": ["mean", "max", "lastNotNull"]},
+                        "tooltip": {"mode": "multi", "sort": "desc"}}}
+
+
+def stat(title: str, targets: list[dict], unit: str, description: str, th: dict, *, decimals: int | None = None) -> dict:
+    defaults: dict = {"unit": unit, "thresholds": th, "color": {"mode": "thresholds"}}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {"type": "stat", "title": title, "description": description, "datasource": PROM, "targets": targets,
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "colorMode": "background", "graphMode": "area", "justifyMode": "auto",
+                        "orientation": "auto", "textMode": "auto", "wideLayout": True,
+                        "showPercentChange": False, "percentChangeColorMode": "standard"}}
+
+
+def bargauge(title: str, targets: list[dict], unit: str, description: str, th: dict) -> dict:
+    return {"type": "bargauge", "title": title, "description": description, "datasource": PROM, "targets": targets,
+            "fieldConfig": {"defaults": {"unit": unit, "thresholds": th, "color": {"mode": "thresholds"}, "min": 0},
+                            "overrides": []},
+            "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
+                        "valueMode": "color", "namePlacement": "left", "sizing": "auto", "minVizHeight": 16,
+                        "minVizWidth": 8, "maxVizHeight": 300,
+                        "legend": {"showLegend": False, "displayMode": "list", "placement": "bottom", "calcs": []}}}
+
+
+def tempo_table(title: str, query: str, description: str) -> dict:
+    return {"type": "table", "title": title, "description": description, "datasource": TEMPO,
+            "targets": [{"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": query, "limit": 20,
+                         "tableType": "traces", "filters": []}],
+            "fieldConfig": {"defaults": {}, "overrides": []},
+            "options": {"showHeader": True, "cellHeight": "sm", "frameIndex": 0,
+                        "sortBy": [{"displayName": "Duration", "desc": True}]}}
+
+
+def tempo_metrics(title: str, query: str, unit: str, description: str) -> dict:
+    return {"type": "timeseries", "title": title, "description": description, "datasource": TEMPO,
+            "targets": [{"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": query,
+                         "metricsQueryType": "range", "filters": []}],
+            "fieldConfig": {"defaults": {"unit": unit, "custom": {"drawStyle": "line", "fillOpacity": 10}},
+                            "overrides": []},
+            "options": {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
+                        "tooltip": {"mode": "multi", "sort": "desc"}}}
+
+
+def var(name: str, label: str, query: str) -> dict:
+    return {"name": name, "label": label, "type": "query", "datasource": PROM,
+            "query": {"query": query, "refId": f"{name}-var"}, "refresh": 2,
+            "includeAll": True, "multi": True, "allValue": ".*",
+            "current": {"text": ["All"], "value": ["$__all"], "selected": True}, "options": [], "sort": 1, "hide": 0}
+
+
+# --- load test ----------------------------------------------------------------------------------
+
+
+def load_test() -> Board:
+    t = TARGETS
+    lat_th = thresholds(("green", None), ("orange", t["avg_ms"] / 1000), ("red", t["p95_ms"] / 1000))
+    b = Board("quantscope-load-test", "quantscope · Load test",
+              "The seed's load scenarios: k6's client-side view (remote write, tagged by scenario, limit and "
+              "timeframe) beside the API's own metrics. Targets from k6/lib/targets.json are drawn as thresholds.",
+              ["quantscope", "load"], [var("scenario", "Scenario", "label_values(k6_http_reqs_total, scenario)")])
+    sc = 'scenario=~"$scenario", endpoint="features"'
+    b.row("Client side (k6)")
+    b.add(stat("Throughput", [prom(f"sum(rate(k6_http_reqs_total{{{sc}}}[$__rate_interval]))", "req/s")], "reqps",
+               f"Requests per second k6 completed. Target > {t['throughput_rps']:g} req/s.",
+               thresholds(("red", None), ("green", t["throughput_rps"]))), w=6, h=6)
+    b.add(stat("Success rate", [prom(f"1 - avg(k6_http_req_failed_rate{{{sc}}})", "success")], "percentunit",
+               f"Share of requests with an expected response. Target > {t['success_rate']:.0%}.",
+               thresholds(("red", None), ("green", t["success_rate"])), decimals=2), w=6, h=6)
+    b.add(stat("p95 latency (worst scenario)", [prom(f"max(k6_http_req_duration_p95{{{sc}}})", "p95")], "s",
+               f"Target < {t['p95_ms']:g} ms.", thresholds(("green", None), ("red", t["p95_ms"] / 1000))), w=6, h=6)
+    b.add(stat("p99 latency (worst scenario)", [prom(f"max(k6_http_req_duration_p99{{{sc}}})", "p99")], "s",
+               f"Target < {t['p99_ms']:g} ms.", thresholds(("green", None), ("red", t["p99_ms"] / 1000))), w=6, h=6)
+    b.add(timeseries("Latency p50 / p95 / p99 by scenario", [
+        prom(f"max by (scenario) (k6_http_req_duration_p50{{{sc}}})", "{{scenario}} p50", "A"),
+        prom(f"max by (scenario) (k6_http_req_duration_p95{{{sc}}})", "{{scenario}} p95", "B"),
+        prom(f"max by (scenario) (k6_http_req_duration_p99{{{sc}}})", "{{scenario}} p99", "C")], "s",
+        f"k6 http_req_duration percentiles. Dashed lines: avg target {t['avg_ms']:g} ms (orange), "
+        f"p95 target {t['p95_ms']:g} ms (red).", th=lat_th, draw_thresholds=True), w=12, h=9)
+    b.add(timeseries("Request rate by scenario", [
+        prom(f"sum by (scenario) (rate(k6_http_reqs_total{{{sc}}}[$__rate_interval]))", "{{scenario}}")], "reqps",
+        f"Completed requests per second. Dashed: the {t['throughput_rps']:g} req/s target.",
+        th=thresholds(("red", None), ("green", t["throughput_rps"])), draw_thresholds=True), w=12, h=9)
+    b.add(timeseries("p95 by limit", [
+        prom(f"max by (limit) (k6_http_req_duration_p95{{{sc}}})", "limit={{limit}}")], "s",
+        "Which page size is slowest (variable_limits).", th=lat_th, draw_thresholds=True), w=8, h=8)
+    b.add(timeseries("p95 by timeframe", [
+        prom(f"max by (timeframe) (k6_http_req_duration_p95{{{sc}}})", "{{timeframe}}")], "s",
+        "Which timeframe is slowest (variable_timeframes).", th=lat_th, draw_thresholds=True), w=8, h=8)
+    b.add(timeseries("Error rate (client)", [
+        prom(f"max by (scenario) (k6_http_req_failed_rate{{{sc}}})", "{{scenario}}")], "percentunit",
+        f"Share of failed requests. Dashed: the {1 - t['success_rate']:.0%} budget.",
+        th=thresholds(("green", None), ("red", 1 - t["success_rate"])), draw_thresholds=True), w=8, h=8)
+    b.row("Server side (API /metrics)")
+    b.add(timeseries("API latency p50 / p95 / p99 by cache result", [
+        prom(f"histogram_quantile(0.5, sum by (le, cache) (rate(quantscope_api_request_duration_seconds_bucket{{{API}, {FEATURES}}}[$__rate_interval])))", "{{cache}} p50", "A"),
+        prom(f"histogram_quantile(0.95, sum by (le, cache) (rate(quantscope_api_request_duration_seconds_bucket{{{API}, {FEATURES}}}[$__rate_interval])))", "{{cache}} p95", "B"),
+        prom(f"histogram_quantile(0.99, sum by (le, cache) (rate(quantscope_api_request_duration_seconds_bucket{{{API}, {FEATURES}}}[$__rate_interval])))", "{{cache}} p99", "C")],
+        "s", "Time inside the API (from the first middleware to the last byte), split by cache hit/miss. "
+             "The gap to k6's latency is queueing before the app.", th=lat_th, draw_thresholds=True, exemplars=True),
+        w=12, h=9)
+    b.add(timeseries("API requests by status and timeframe", [
+        prom(f"sum by (status, timeframe) (rate(quantscope_api_request_duration_seconds_count{{{API}, {FEATURES}}}[$__rate_interval]))",
+             "{{status}} {{timeframe}}")], "reqps", "Requests the API answered, by HTTP status and timeframe."),
+        w=12, h=9)
+    b.add(timeseries("API error rate (5xx)", [
+        prom(f"sum(rate(quantscope_api_request_duration_seconds_count{{{API}, status=~\"5..\"}}[$__rate_interval])) "
+             f"/ sum(rate(quantscope_api_request_duration_seconds_count{{{API}}}[$__rate_interval])) or "
+             f"sum(rate(quantscope_api_request_duration_seconds_count{{{API}}}[$__rate_interval])) * 0", "5xx share")],
+        "percentunit", "Share of API responses that were server errors (0 when there were none).",
+        th=thresholds(("green", None), ("red", 1 - t["success_rate"])), draw_thresholds=True), w=8, h=8)
+    b.add(timeseries("API CPU", [prom(f"rate(process_cpu_seconds_total{{{API}}}[$__rate_interval])", "{{instance}}")],
+                     "percentunit", "CPU of the API process (1.0 = one core: one worker's ceiling under the GIL)."),
+          w=8, h=8)
+    b.add(timeseries("API memory (RSS)", [prom(f"process_resident_memory_bytes{{{API}}}", "{{instance}}")], "bytes",
+                     "Resident memory of the API process; flat under sustained load means no leak."), w=8, h=8)
+    return b
+
+
+# --- backfill -----------------------------------------------------------------------------------
+
+
+def backfill() -> Board:
+    b = Board("quantscope-backfill", "quantscope · Backfill",
+              "Where backfill time goes: Polygon API vs DB vs compute, per timeframe and symbol, throughput, "
+              "rate limits and backoff. From the scheduler's /metrics and, per symbol and per job, from Tempo.",
+              ["quantscope", "backfill"], [var("timeframe", "Timeframe",
+                                               "label_values(quantscope_backfill_job_duration_seconds_count, timeframe)")])
+    tf = 'timeframe=~"$timeframe"'
+    b.row("Phases")
+    b.add(timeseries("Job time by phase (API / DB / compute)", [
+        prom(f'sum by (phase) (rate(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__rate_interval]))',
+             "{{phase}}")], "s",
+        "Seconds of job time per second, by phase, stacked: the share each phase takes of the run. "
+        "The phase with the largest area is the bottleneck.", stack=True), w=12, h=9)
+    b.add(bargauge("Share of job time by phase (selected range)", [
+        prom(f'sum by (phase) (increase(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__range])) '
+             f'/ ignoring(phase) group_left sum(increase(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__range]))',
+             "{{phase}}", instant=True)], "percentunit",
+        "API > 60% → Polygon is the bottleneck; DB > 60% → the store is (the seed's decision matrix).",
+        thresholds(("green", None), ("orange", 0.4), ("red", 0.6))), w=12, h=9)
+    b.add(timeseries("Mean job time by timeframe and phase", [
+        prom(f'sum by (timeframe, phase) (rate(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__rate_interval])) '
+             f'/ sum by (timeframe, phase) (rate(quantscope_backfill_job_duration_seconds_count{{phase!="total", {tf}}}[$__rate_interval]))',
+             "{{timeframe}} {{phase}}")], "s", "Average seconds per job in each phase, per timeframe."), w=12, h=9)
+    b.add(tempo_metrics("p90 phase time by symbol (Tempo)",
+                        '{ resource.service.name = "quantscope-backfill" && span.quantscope.phase != nil && '
+                        'span.quantscope.symbol != nil } | quantile_over_time(duration, .9) by (span.quantscope.symbol)',
+                        "s", "Per-symbol phase span durations from the traces (TraceQL metrics)."), w=12, h=9)
+    b.row("Throughput and jobs")
+    b.add(timeseries("Records per second", [
+        prom(f"sum by (kind) (rate(quantscope_backfill_records_total{{{tf}}}[$__rate_interval]))", "{{kind}}")],
+        "short", "Bars fetched from Polygon and rows inserted into PostgreSQL per second."), w=8, h=8)
+    b.add(timeseries("Jobs by status", [
+        prom(f"sum by (status) (increase(quantscope_backfill_jobs_total{{{tf}}}[$__rate_interval]))", "{{status}}")],
+        "short", "Finished jobs by status. Failed jobs are recorded in scheduler_execution_log with their error.",
+        stack=True), w=8, h=8)
+    b.add(stat("Last run: failed jobs", [prom("max(quantscope_backfill_run_failure_ratio)", "failed share")],
+               "percentunit", "Share of jobs that failed in the last finished run; > 20% pages an engineer.",
+               thresholds(("green", None), ("orange", 0.1), ("red", 0.2)), decimals=1), w=8, h=8)
+    b.row("Polygon: rate limits and backoff")
+    b.add(timeseries("Polygon responses by status", [
+        prom("sum by (status) (rate(quantscope_polygon_requests_total[$__rate_interval]))", "{{status}}")], "reqps",
+        "Aggregates requests by HTTP status: 429 is a rate limit, 5xx a Polygon error."), w=12, h=8)
+    b.add(timeseries("Backoff time by reason", [
+        prom("sum by (reason) (rate(quantscope_polygon_backoff_seconds_total[$__rate_interval]))", "{{reason}}")],
+        "s", "Seconds per second workers spent waiting in backoff or an open circuit breaker."), w=12, h=8)
+    b.add(tempo_table("Slowest backfill jobs (Tempo)",
+                      '{ name = "backfill.job" } | select(span.quantscope.symbol, span.quantscope.timeframe, '
+                      'span.quantscope.records_fetched, span.quantscope.attempt)',
+                      "The slowest jobs' traces: open one to see its fetch, compute and store spans."), w=24, h=10)
+    return b
+
+
+# --- freshness and objectives ------------------------------------------------------------------
+
+
+def freshness() -> Board:
+    sys.path.insert(0, str(ROOT / "src"))
+    from quantscope.objectives import get_objectives
+
+    obj = get_objectives()
+    b = Board("quantscope-freshness", "quantscope · Freshness and objectives",
+              "Feature age per symbol against its tier's RPO (config/objectives.yaml), the last successful "
+              "backfill, missing symbols and the alert rules' state.",
+              ["quantscope", "objectives"], [var("tier", "Tier", "label_values(quantscope_features_age_seconds, tier)")])
+    b.row("Freshness")
+    for tier in ("critical", "standard", "low"):
+        rpo = obj.rpo[tier].staleness
+        b.add(bargauge(f"Feature age · {tier} (RPO {rpo / 3600:g}h)", [
+            prom(f'max by (symbol) (quantscope_features_age_seconds{{tier="{tier}"}})', "{{symbol}}", instant=True)],
+            "s", f"Newest features per symbol in the {tier} tier. Red beyond the tier's staleness RPO "
+                 f"({rpo / 3600:g}h); orange from 75% of it.",
+            thresholds(("green", None), ("orange", rpo * 0.75), ("red", rpo))), w=8, h=10)
+    b.add(timeseries("Feature age by symbol", [
+        prom('max by (symbol, tier) (quantscope_features_age_seconds{tier=~"$tier"})', "{{tier}} {{symbol}}")], "s",
+        f"Staleness bands: fresh < {obj.staleness.fresh_below / 3600:g}h, aging < {obj.staleness.aging_below / 3600:g}h, "
+        f"stale < {obj.staleness.stale_below / 3600:g}h.",
+        th=thresholds(("green", None), ("orange", obj.staleness.fresh_below), ("red", obj.staleness.aging_below)),
+        draw_thresholds=True), w=24, h=9)
+    b.row("Backfill health")
+    after = obj.alerts.no_successful_backfill.after
+    b.add(stat("Since the last successful backfill", [
+        prom("time() - max(quantscope_backfill_last_success_timestamp_seconds)", "age", instant=True)], "s",
+        f"Warning after {after / 3600:g}h without a successful backfill.",
+        thresholds(("green", None), ("red", after))), w=8, h=6)
+    miss = obj.alerts.symbols_missing_features_ratio.above
+    b.add(stat("Symbols missing features", [prom("max(quantscope_features_missing_ratio)", "missing", instant=True)],
+               "percentunit", f"Share of configured symbols with no features; warning above {miss:.0%}.",
+               thresholds(("green", None), ("red", miss)), decimals=1), w=8, h=6)
+    fail = obj.alerts.run_failure_ratio.above
+    b.add(stat("Failed jobs in the last run", [prom("max(quantscope_backfill_run_failure_ratio)", "failed", instant=True)],
+               "percentunit", f"Critical above {fail:.0%}.", thresholds(("green", None), ("red", fail)), decimals=1),
+          w=8, h=6)
+    b.add({"type": "alertlist", "title": "Alert rules (prometheus/rules/quantscope.yml)",
+           "description": "Firing and pending alerts from the rules generated from the objectives.",
+           "options": {"viewMode": "list", "groupMode": "default", "groupBy": [], "maxItems": 20,
+                       "sortOrder": 1, "dashboardAlerts": False, "alertName": "", "alertInstanceLabelFilter": "",
+                       "datasource": "Prometheus",
+                       "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": True,
+                                       "error": True}}}, w=24, h=8)
+    return b
+
+
+BOARDS = {"quantscope-load-test.json": load_test, "quantscope-backfill.json": backfill,
+          "quantscope-freshness.json": freshness}
+
+
+def render() -> dict[str, str]:
+    return {name: json.dumps(fn().json(), indent=2) + "\n" for name, fn in BOARDS.items()}
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+        print(f"wrote {OUT / name}")
