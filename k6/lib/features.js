@@ -11,6 +11,7 @@
 //                  loadtest does that before starting k6 and does not pass the token.
 //   TRACE_ID_TAG=0 keep the trace id in request metadata only (for outputs that turn tags into
 //                  labels, e.g. Prometheus remote write, where a per-request tag explodes cardinality).
+//   TRACEPARENT=off send no traceparent: the API's own sampler decides (measures head sampling).
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check } from 'k6';
@@ -18,6 +19,7 @@ import { thresholds } from './targets.js';
 
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8000').replace(/\/+$/, '');
 const TAG_TRACE_ID = __ENV.TRACE_ID_TAG !== '0';
+const SEND_TRACEPARENT = __ENV.TRACEPARENT !== 'off';
 
 function int(name, dflt) {
   const v = __ENV[name];
@@ -76,14 +78,17 @@ export function pickCase(cases) {
 
 export function getFeatures(scenario, c, cacheMode) {
   const tp = newTraceparent();
-  const headers = { traceparent: tp.header, accept: 'application/json' };
+  const headers = { accept: 'application/json' };
+  if (SEND_TRACEPARENT) headers.traceparent = tp.header;
   if (cacheMode === 'bypass') headers['cache-control'] = 'no-cache';
   const tags = {
     endpoint: 'features', name: 'GET /api/v1/features/quant/{symbol}', scenario,
     symbol: c.symbol, limit: String(c.limit), timeframe: c.timeframe, cache_mode: cacheMode,
   };
-  if (TAG_TRACE_ID) tags.trace_id = tp.traceId;
-  exec.vu.metrics.metadata.trace_id = tp.traceId;
+  if (SEND_TRACEPARENT) {
+    if (TAG_TRACE_ID) tags.trace_id = tp.traceId;
+    exec.vu.metrics.metadata.trace_id = tp.traceId;
+  }
   const url = `${BASE_URL}/api/v1/features/quant/${encodeURIComponent(c.symbol)}` +
               `?limit=${c.limit}&timeframe=${encodeURIComponent(c.timeframe)}`;
   const res = http.get(url, { headers, tags, timeout: '30s' });

@@ -21,6 +21,15 @@ _STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
 
 
 def any_value(v: Any) -> dict:
+    t = type(v)  # exact types first: the common case costs one dict lookup
+    if t is str:
+        return {"stringValue": v}
+    if t is int:
+        return {"intValue": str(v)}
+    if t is bool:
+        return {"boolValue": v}
+    if t is float:
+        return {"doubleValue": v}
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):

@@ -29,7 +29,13 @@ def register_secret(value: str | None) -> None:
                 _secrets = (*_secrets, value)
 
 
+# Cheap screen before parsing: credentials in the authority or a secret-named query parameter.
+_NEEDS_URL_REDACTION = re.compile(r"@|[?&;](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
+    if not _NEEDS_URL_REDACTION.search(url):
+        return url  # most URLs: nothing to do, and parsing them is the exporter's main cost
     try:
         parts = urlsplit(url)
     except ValueError:
