@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from quantscope.instrumentation import names
+from quantscope.loadtest.runner import free_port
 from quantscope.settings import PROJECT_ROOT as ROOT
 
 GRAFANA = ROOT / "grafana"
@@ -242,12 +242,6 @@ def test_span_metrics_dimensions_are_attributes_the_code_emits():
 # --- every PromQL query against a real Prometheus fed by our services ------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -294,7 +288,7 @@ def fed_prometheus(tmp_path_factory, db):
     from quantscope.util.asgi_server import BackgroundServer
 
     tmp = tmp_path_factory.mktemp("stack")
-    api_port, sched_port, prom_port = _free_port(), _free_port(), _free_port()
+    api_port, sched_port, prom_port = free_port(), free_port(), free_port()
     prom_cfg = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in RULES],

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from quantscope.objectives import Objectives
-from quantscope.settings import PROJECT_ROOT, Settings
+from quantscope.settings import PROJECT_ROOT
 
 log = logging.getLogger("quantscope.drills")
 
