@@ -124,11 +124,14 @@ def main() -> None:
     ap.add_argument("--duration", default="8s", help="k6 run per API measurement")
     ap.add_argument("--vus", type=int, default=50)
     ap.add_argument("--skip-backfill", action="store_true")
+    ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--sim-profile", default="polygon-like",
+                    help="simulator latency: polygon-like (realistic; network time hides CPU) or instant (worst case)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="qs-overhead-", dir="/tmp"))
     sim_port = free_port()
     with EmbeddedPostgres(work / "pgdata") as pg:
-        sim = subprocess.Popen([PY, "-m", "quantscope", "simulate", "--port", str(sim_port), "--profile", "instant"],
+        sim = subprocess.Popen([PY, "-m", "quantscope", "simulate", "--port", str(sim_port), "--profile", args.sim_profile],
                                env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "QUANTSCOPE_OTEL_ENABLED": "false"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sim_url = f"http://127.0.0.1:{sim_port}"
@@ -143,12 +146,14 @@ def main() -> None:
                     if not args.skip_backfill:
                         bf[otel].append(backfill_once(work / f"bf{i}{otel}", pg.dsn, sim_url, otel, args.symbols,
                                                       args.timeframes))
-                for mode in (modes if i % 2 == 0 else modes[::-1]):
+                for mode in ([] if args.skip_api else modes if i % 2 == 0 else modes[::-1]):
                     api[mode].append(api_once(work / f"api{i}{mode}", pg.dsn, sim_url, mode, args.duration, args.vus))
             print(f"tracing overhead, {args.pairs} interleaved rounds, 2 shared cores")
             if not args.skip_backfill:
-                print(summary("backfill wall s (lower is better)", bf[False], bf[True], higher_is_better=False))
-            for mode in modes[1:]:
+                print(summary(f"backfill wall s, {len(args.symbols.split(','))}x{len(args.timeframes.split(','))} jobs, "
+                              f"simulator {args.sim_profile} (lower is better)", bf[False], bf[True],
+                              higher_is_better=False))
+            for mode in ([] if args.skip_api else modes[1:]):
                 print(summary(f"cached API req/s, k6 {args.vus} VUs x {args.duration}, off vs {mode} (higher is better)",
                               api["off"], api[mode], higher_is_better=True))
         finally:
