@@ -7,10 +7,12 @@ Each backfill run is a fresh `quantscope backfill` process against one shared em
 and one untraced simulator process, so only the service's own tracing is measured. The API runs
 as `quantscope serve` and is driven by the real k6 (cached scenario, constant VUs, fixed duration),
 which saturates the server, so the throughput lost to tracing shows in full. API modes:
-  off        QUANTSCOPE_OTEL_ENABLED=false
-  on-100%    tracing on, every request carries a sampled traceparent (what the load test does)
-  head-10%   tracing on, OTEL_TRACES_SAMPLER=parentbased_traceidratio at 0.1, no traceparent sent
-             (production-style head sampling: the instrumentation runs, 1 in 10 traces is kept)
+  off            QUANTSCOPE_OTEL_ENABLED=false
+  <x> 100%       server spans from <x> (QUANTSCOPE_API_INSTRUMENTATION: auto = the FastAPI
+                 auto-instrumentation, native = FastAPI's own telemetry, lean = quantscope's
+                 middleware); every request carries a sampled traceparent (what the load test does)
+  <x> head-10%   OTEL_TRACES_SAMPLER=parentbased_traceidratio at 0.1, no traceparent sent
+                 (production-style head sampling: the instrumentation runs, 1 in 10 traces is kept)
 (An earlier version drove the API with a Python client, which saturated before the server did and
 under-reported the overhead: +13.9%.)"""
 
@@ -70,10 +72,15 @@ def backfill_once(home: Path, dsn: str, sim_url: str, otel: bool, symbols: str, 
     return float(m.group(1))  # the run's own wall clock, excluding process start-up
 
 
-API_MODES = {"off": ({"QUANTSCOPE_OTEL_ENABLED": "false"}, {}),
-             "on-100%": ({}, {}),
-             "head-10%": ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
-                          {"TRACEPARENT": "off"})}
+HEAD10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+API_MODES = {  # name: (API server env, k6 env)
+    "off": ({"QUANTSCOPE_OTEL_ENABLED": "false"}, {}),
+    "auto 100%": ({"QUANTSCOPE_API_INSTRUMENTATION": "auto"}, {}),
+    "native 100%": ({"QUANTSCOPE_API_INSTRUMENTATION": "native"}, {}),
+    "lean 100%": ({"QUANTSCOPE_API_INSTRUMENTATION": "lean"}, {}),
+    "auto head-10%": ({"QUANTSCOPE_API_INSTRUMENTATION": "auto", **HEAD10}, {"TRACEPARENT": "off"}),
+    "lean head-10%": ({"QUANTSCOPE_API_INSTRUMENTATION": "lean", **HEAD10}, {"TRACEPARENT": "off"}),
+}
 
 
 def api_once(home: Path, dsn: str, sim_url: str, mode: str, duration: str, vus: int) -> float:

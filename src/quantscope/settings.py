@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     environment: str = "local"
     traces_dir: Path | None = None  # default: <home>/traces
     otel_enabled: bool = True
+    # API server spans: "auto" = opentelemetry-instrumentation-fastapi; "native" = FastAPI's own
+    # telemetry; "lean" = quantscope's minimal ASGI middleware (instrumentation/asgi.py).
+    api_instrumentation: Literal["auto", "native", "lean"] = "auto"
 
     @field_validator("write_strategy")
     @classmethod

@@ -21,6 +21,9 @@ from quantscope.settings import Settings, get_settings
 log = logging.getLogger("quantscope.api")
 
 
+UNTRACED_PATHS = ("/metrics", "/healthz", "/readyz")  # probes and scrapes: no spans
+
+
 def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     """Build the API. With `db` given (tests, validate) the caller owns the database's lifetime;
     otherwise the app opens it on startup (embedded PostgreSQL unless DATABASE_URL is set)."""
@@ -56,7 +59,15 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
             prometheus=True, instrument_httpx=False,
             secrets=tuple(s.get_secret_value() for s in (settings.admin_token, settings.polygon_api_key) if s))
 
-    app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan)
+    # FastAPI (>= 0.160) has its own OpenTelemetry telemetry. Server spans come from exactly one
+    # source (settings.api_instrumentation); request metrics come from RequestMetrics, so FastAPI's
+    # duplicates are off, and its per-operation spans (dependency solving, serialization) too.
+    mode = settings.api_instrumentation if telemetry is not None else "off"
+    native = {"tracing": mode == "native", "metrics": False, "logs": False, "operation_spans": False,
+              "exclude": lambda scope: scope.get("path", "").startswith(UNTRACED_PATHS)}
+    if mode == "native":
+        native["tracer_provider"] = telemetry.tracer_provider
+    app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan, telemetry=native)
     app.state.settings = settings
     app.state.db = db
     app.state.on_missing = lambda symbol, timeframe: enrichment.request_enrichment(app.state.db, symbol, timeframe)
@@ -77,7 +88,12 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
 
         from quantscope.instrumentation.setup import instrument_fastapi
 
-        instrument_fastapi(app, telemetry)
+        if mode == "lean":
+            from quantscope.instrumentation.asgi import ServerSpans
+
+            app.add_middleware(ServerSpans, tracer_provider=telemetry.tracer_provider, excluded_paths=UNTRACED_PATHS)
+        elif mode == "auto":
+            instrument_fastapi(app, telemetry)
         app.mount("/metrics", make_asgi_app())
         _register_gauges(app)
 

@@ -18,6 +18,14 @@ from quantscope.api import features
 from quantscope.api.errors import ApiError
 from quantscope.marketdata.timeframes import SYMBOL_RE, TIMEFRAME_NAMES
 
+try:
+    # FastAPI's native telemetry names its server span when the router selects a route. The fast
+    # path skips the router, so it reports the selection itself. A private hook: guarded here, and
+    # tests/test_api_instrumentation_modes.py fails if an upgrade changes it.
+    from fastapi.telemetry._api import _route_selected
+except ImportError:  # pragma: no cover - FastAPI without native telemetry
+    _route_selected = None
+
 PREFIX = "/api/v1/features/quant/"
 _JSON = (b"content-type", b"application/json")
 
@@ -64,6 +72,8 @@ class FeaturesFastPath:
             return await self.app(scope, receive, send)
         if self.route is not None:
             scope["route"] = self.route
+            if _route_selected is not None and scope.get("fastapi.telemetry") is not None:
+                _route_selected(scope=scope, path=self.route.path)
         bypass = False
         for k, v in scope["headers"]:
             if k == b"cache-control" and b"no-cache" in v.lower():
