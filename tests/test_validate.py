@@ -139,6 +139,9 @@ def test_report_renders_charts_offline_without_console_errors(runs, tmp_path):
         assert re.search(r"<h2[^>]*>.*Verdict", dom) or "Verdict" in dom
         for section in ("backfill", "load", "objectives"):
             assert f'id="{section}"' in dom
+        # The seed's questions: which limit / timeframe is slowest, and CPU/RSS over time.
+        assert "Response time by limit (slowest:" in dom and "Response time by timeframe (slowest:" in dom
+        assert "CPU and memory" in dom
 
 
 def test_report_screenshot(runs, tmp_path):

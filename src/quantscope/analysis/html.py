@@ -642,8 +642,15 @@ def _breakdowns(load: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
     """Per-limit / per-timeframe latency: from the report's top level or from any scenario."""
     out: dict[str, dict[str, Any]] = {}
     for src in [load] + [s for _, s in _scenario_items(load)]:
+        if not isinstance(src, dict):
+            continue
+        tagged = src.get("by_tag")  # load_test_report.json: by_tag.{limit,timeframe,symbol}
+        if isinstance(tagged, dict) and isinstance(tagged.get(key), dict) and len(tagged[key]) > 1:
+            for name, d in tagged[key].items():
+                if isinstance(d, dict):
+                    out.setdefault(str(name), d)
         for k in (f"by_{key}", f"{key}s", f"per_{key}"):
-            v = src.get(k) if isinstance(src, dict) else None
+            v = src.get(k)
             if isinstance(v, dict):
                 for name, d in v.items():
                     if isinstance(d, dict):
