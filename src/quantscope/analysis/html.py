@@ -958,8 +958,17 @@ def section_objectives(doc: dict[str, Any] | None, error: str | None = None) -> 
         out.append(budget_bars("Drill recovery time against each RTO", [
             {"label": r.get("title") or r.get("failure_type"), "measured": _f(r["drill"].get("recovery_seconds")),
              "objective": _f(r.get("objective_seconds")), "met": r["drill"].get("met")} for r in drilled]))
-        notes = [f"<li><b>{esc(r.get('title'))}</b>: {esc(r['drill'].get('note') or r['drill'].get('details') or '')}</li>"
-                 for r in drilled if r["drill"].get("note") or r["drill"].get("details")]
+        def drill_note(d: dict[str, Any]) -> str:
+            parts = [str(d.get(k)) for k in ("method", "note", "details", "error") if d.get(k)]
+            if isinstance(d.get("measured"), dict):
+                parts.append("measured: " + ", ".join(f"{k} {v}" for k, v in d["measured"].items()))
+            if d.get("scaled"):
+                parts.append(f"waits scaled x{d.get('time_scale')}, recovery shown in objective time")
+            parts.append(f"lost {d.get('records_lost', '–')}, duplicated {d.get('records_duplicated', '–')}, "
+                         f"jobs redone {d.get('jobs_redone', '–')}")
+            return "; ".join(parts)
+
+        notes = [f"<li><b>{esc(r.get('title'))}</b>: {esc(drill_note(r['drill']))}</li>" for r in drilled]
         if notes:
             out.append("<ul class='caveats'>" + "".join(notes) + "</ul>")
     st = doc.get("staleness") or []
