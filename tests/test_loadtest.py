@@ -113,14 +113,14 @@ def test_thresholds_come_from_the_shared_targets_file(tmp_path):
 
 
 def _slow_limit_app():
-    """An API-shaped app where limit=1000 costs 40 ms more: the report must name it the slowest."""
+    """An API-shaped app where limit=1000 costs 150 ms more: the report must name it the slowest."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     async def features(request):
         limit = int(request.query_params.get("limit", "500"))
-        await asyncio.sleep(0.04 if limit == 1000 else 0.001)
+        await asyncio.sleep(0.15 if limit == 1000 else 0.001)
         return JSONResponse({"symbol": request.path_params["symbol"], "count": limit, "data": []})
 
     return Starlette(routes=[Route("/api/v1/features/quant/{symbol}", features)])
@@ -135,8 +135,8 @@ def test_a_deliberately_slow_limit_is_the_slowest_in_the_report(settings, tmp_pa
     s = result.report["scenarios"][0]
     assert s["requests"] == 60
     assert s["slowest"]["limit"]["value"] == "1000"
-    assert s["slowest"]["limit"]["ratio"] > 1.3
-    assert s["by_tag"]["limit"]["1000"]["latency_ms"]["p50"] > 40
+    assert s["slowest"]["limit"]["ratio"] > 2
+    assert s["by_tag"]["limit"]["1000"]["latency_ms"]["p50"] > 150
     assert s["server"] is None, "no spans from this app: attribution is absent, not invented"
     assert any("limit=1000" in r for r in result.report["recommendations"])
 
