@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     # A regular (non-editable) install: point the settings at the shipped config and a writable home.
     QUANTSCOPE_CONFIG_DIR=/app/config \
+    QUANTSCOPE_K6_DIR=/app/k6 \
     QUANTSCOPE_HOME=/var/lib/quantscope
 
 RUN groupadd --system --gid 10001 quantscope \
@@ -23,6 +24,7 @@ RUN mkdir -p src/quantscope && touch src/quantscope/__init__.py \
  && rm -rf src
 COPY src ./src
 COPY config ./config
+COPY k6 ./k6
 COPY scripts ./scripts
 RUN pip install --no-deps . && rm -rf build src/*.egg-info
 

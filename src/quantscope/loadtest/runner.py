@@ -32,7 +32,8 @@ from quantscope.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("quantscope.loadtest")
 
-K6_DIR = PROJECT_ROOT / "k6"
+# The scenario scripts; QUANTSCOPE_K6_DIR points elsewhere for a non-editable install (the image).
+K6_DIR = Path(os.environ.get("QUANTSCOPE_K6_DIR") or PROJECT_ROOT / "k6")
 SAMPLE_INTERVAL_S = 0.1
 IDLE_BASELINE_S = 1.0
 
