@@ -81,7 +81,8 @@ def test_bad_options_fail_clearly(tmp_path):
     home = tmp_path / "home"
     for args, msg in ((["--parts", "nope"], "unknown part"), (["--api-url", "http://example.com"], "127.0.0.1"),
                       (["--compare-to", str(tmp_path)], "no earlier validate run"),
-                      (["--profile", "warp"], "unknown profile")):
+                      (["--profile", "warp"], "unknown profile"),
+                      (["--run-id", "../escape"], "it names a directory")):
         r = _validate(tmp_path, home, *args)
         out = " ".join((r.stdout + r.stderr).split())
         assert r.returncode == 2 and msg in out and "Traceback" not in out, (args, out[-500:])

@@ -13,6 +13,7 @@ ran and met its targets.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -80,6 +81,8 @@ def validate_command(
     if compare_to is not None and not (compare_to / OUTPUTS["run"]).exists() \
             and not (compare_to / OUTPUTS["baseline"]).exists():
         qcli._fail(f"--compare-to {compare_to}: no earlier validate run there (expected {OUTPUTS['baseline']})")
+    if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id):
+        qcli._fail(f"--run-id {run_id[:40]!r}: use letters, digits, '.', '_' or '-' (it names a directory)")
     run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out_dir = out / run_id
     if out_dir.exists() and any(out_dir.iterdir()):
