@@ -76,6 +76,11 @@ def test_server_spans_join_at_least_99_percent_of_successful_requests(full_run):
     assert by_name["cached_symbol"]["server"]["cache_hit_ratio"] == 1.0
     assert by_name["variable_limits"]["server"]["cache_hit_ratio"] == 0.0, "no-cache requests bypass the cache"
     assert by_name["cached_symbol"]["server"]["time_ms"]["store_read"] == 0.0
+    # Per tag, the server's own latency answers "which limit is slowest" free of queue position.
+    limits = by_name["variable_limits"]["by_tag"]["limit"]
+    assert all(g["server_latency_ms"]["p50"] is not None for g in limits.values())
+    assert all(g["server_latency_ms"]["p50"] <= g["latency_ms"]["p50"] + 0.5 for g in limits.values())
+    assert by_name["variable_limits"]["slowest_server"]["limit"]["value"] in limits
 
 
 def test_resources_and_verdict_are_reported(full_run):
@@ -138,6 +143,7 @@ def test_a_deliberately_slow_limit_is_the_slowest_in_the_report(settings, tmp_pa
     assert s["slowest"]["limit"]["ratio"] > 2
     assert s["by_tag"]["limit"]["1000"]["latency_ms"]["p50"] > 150
     assert s["server"] is None, "no spans from this app: attribution is absent, not invented"
+    assert s["slowest_server"] == {"limit": None}
     assert any("limit=1000" in r for r in result.report["recommendations"])
 
 

@@ -164,12 +164,21 @@ def request_stats(req: K6Requests, idx: np.ndarray | None = None) -> dict[str, A
     }
 
 
-def tag_breakdown(req: K6Requests, tag: str) -> dict[str, dict[str, Any]]:
+def tag_breakdown(req: K6Requests, tag: str, server: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Client stats per tag value, and, when server spans joined, the server's own latency for it:
+    under a burst, client latency is mostly queue position, while server time is the tag's cost."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(req.tags):
         if tag in t:
             groups[t[tag]].append(i)
-    return {k: request_stats(req, np.asarray(v, dtype=np.int64)) for k, v in sorted(groups.items(), key=_tag_order)}
+    out = {}
+    for k, v in sorted(groups.items(), key=_tag_order):
+        idx = np.asarray(v, dtype=np.int64)
+        out[k] = request_stats(req, idx)
+        if server:
+            st = join_server_time(req, idx, server)
+            out[k]["server_latency_ms"] = latency_stats(np.asarray(st.server_ms))
+    return out
 
 
 def _tag_order(item: tuple[str, Any]) -> tuple[int, float, str]:
@@ -180,9 +189,10 @@ def _tag_order(item: tuple[str, Any]) -> tuple[int, float, str]:
         return (1, float(TIMEFRAME_ORDER.get(k, 99)), k)
 
 
-def slowest(breakdown: dict[str, dict[str, Any]], key: str = "p95") -> dict[str, Any] | None:
-    """The slowest tag value by p95 latency, and by how much it exceeds the fastest."""
-    vals = [(k, v["latency_ms"][key]) for k, v in breakdown.items() if v["latency_ms"][key] is not None]
+def slowest(breakdown: dict[str, dict[str, Any]], key: str = "p95", field: str = "latency_ms") -> dict[str, Any] | None:
+    """The slowest tag value by `key` of `field` (client latency_ms, or server_latency_ms), and by
+    how much it exceeds the fastest."""
+    vals = [(k, v[field][key]) for k, v in breakdown.items() if v.get(field) and v[field][key] is not None]
     if len(vals) < 2:
         return None
     (hk, hv), (lk, lv) = max(vals, key=lambda x: x[1]), min(vals, key=lambda x: x[1])
@@ -370,7 +380,7 @@ def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[st
     req = run.requests
     stats = request_stats(req)
     checks = evaluate_targets(stats, targets)
-    breakdown = {tag: tag_breakdown(req, tag) for tag in BREAKDOWN_TAGS}
+    breakdown = {tag: tag_breakdown(req, tag, server) for tag in BREAKDOWN_TAGS}
     breakdown = {k: v for k, v in breakdown.items() if len(v) > 1}
     out: dict[str, Any] = {
         "name": run.name, "mode": run.mode, "cache_mode": run.cache_mode, "vus": run.vus,
@@ -380,6 +390,8 @@ def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[st
         "histogram": histogram(req.duration_ms),
         "by_tag": breakdown,
         "slowest": {tag: slowest(b) for tag, b in breakdown.items()},
+        # The same question answered by server time (p50): the tag's own cost, free of queueing.
+        "slowest_server": {tag: slowest(b, "p50", "server_latency_ms") for tag, b in breakdown.items()},
         "resources": resource_section(run.idle_samples, run.samples, cores, workers),
         "server": server_section(join_server_time(req, np.arange(len(req)), server)) if server else None,
         "k6": {"exit_code": run.k6_exit_code, "raw_output": run.raw_output, "summary": run.summary_path,
@@ -438,14 +450,15 @@ def recommendations(b: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> l
     elif primary == "cache_lookup":
         out.append("Cache lookups dominate: check lock contention in the cache.")
     for s in scenarios:
-        sl = (s.get("slowest") or {}).get("limit")
-        if sl and sl.get("ratio") and sl["ratio"] >= 1.5:
-            out.append(f"limit={sl['value']} is {sl['ratio']}x slower than limit={sl['fastest']} at p95 in "
-                       f"{s['name']}: paginate or cap large pages.")
-        st = (s.get("slowest") or {}).get("timeframe")
-        if st and st.get("ratio") and st["ratio"] >= 1.5:
-            out.append(f"timeframe {st['value']} is {st['ratio']}x slower than {st['fastest']} at p95 in "
-                       f"{s['name']}: pre-warm the cache for it after each backfill.")
+        for tag, advice in (("limit", "paginate or cap large pages"),
+                            ("timeframe", "pre-warm the cache for it after each backfill")):
+            srv = (s.get("slowest_server") or {}).get(tag)
+            sl = srv or (s.get("slowest") or {}).get(tag)
+            basis = "server p50" if srv else "client p95"
+            if sl and sl.get("ratio") and sl["ratio"] >= 1.5:
+                what = f"limit={sl['value']}" if tag == "limit" else f"timeframe {sl['value']}"
+                than = f"limit={sl['fastest']}" if tag == "limit" else sl["fastest"]
+                out.append(f"{what} is {sl['ratio']}x slower than {than} ({basis}) in {s['name']}: {advice}.")
     for name in b.get("failing_scenarios") or []:
         s = next(x for x in scenarios if x["name"] == name)
         missed = [k for k, c in s["targets"].items() if c["met"] is False]
@@ -497,8 +510,11 @@ def format_summary(report: dict[str, Any]) -> str:
                      f"cpu peak {res.get('cpu_percent_peak', '-')}% rss peak {res.get('rss_mb_peak', '-')} MB")
         for tag, sl in (s.get("slowest") or {}).items():
             if sl:
-                lines.append(f"       slowest {tag}: {sl['value']} (p95 {sl['p95_ms']:.1f} ms, "
-                             f"{sl['ratio']}x {sl['fastest']})")
+                srv = (s.get("slowest_server") or {}).get(tag)
+                extra = (f"; server p50: {srv['value']} {srv['p50_ms']:.1f} ms, {srv['ratio']}x {srv['fastest']}"
+                         if srv else "")
+                lines.append(f"       slowest {tag}: {sl['value']} (client p95 {sl['p95_ms']:.1f} ms, "
+                             f"{sl['ratio']}x {sl['fastest']}{extra})")
     b = report["bottleneck"]
     lines.append("")
     lines.append(f"Bottleneck: {b.get('label') or 'unknown'}")
