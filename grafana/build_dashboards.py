@@ -110,10 +110,11 @@ def bargauge(title: str, targets: list[dict], unit: str, description: str, th: d
                         "legend": {"showLegend": False, "displayMode": "list", "placement": "bottom", "calcs": []}}}
 
 
-def tempo_table(title: str, query: str, description: str) -> dict:
+def tempo_table(title: str, query: str, description: str, *, limit: int = 20, spss: int = 200) -> dict:
+    """A TraceQL search as a table of spans; each row's trace id links to the trace view."""
     return {"type": "table", "title": title, "description": description, "datasource": TEMPO,
-            "targets": [{"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": query, "limit": 20,
-                         "tableType": "traces", "filters": []}],
+            "targets": [{"refId": "A", "datasource": TEMPO, "queryType": "traceql", "query": query, "limit": limit,
+                         "spss": spss, "tableType": "spans", "filters": []}],
             "fieldConfig": {"defaults": {}, "overrides": []},
             "options": {"showHeader": True, "cellHeight": "sm", "frameIndex": 0,
                         "sortBy": [{"displayName": "Duration", "desc": True}]}}
@@ -125,7 +126,8 @@ def tempo_metrics(title: str, query: str, unit: str, description: str) -> dict:
                          "metricsQueryType": "range", "filters": []}],
             "fieldConfig": {"defaults": {"unit": unit, "custom": {"drawStyle": "line", "fillOpacity": 10}},
                             "overrides": []},
-            "options": {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
+            "options": {"legend": {"showLegend": True, "displayMode": "table", "placement": "right",
+                                   "calcs": ["max"], "sortBy": "Max", "sortDesc": True},
                         "tooltip": {"mode": "multi", "sort": "desc"}}}
 
 
@@ -141,7 +143,9 @@ def var(name: str, label: str, query: str) -> dict:
 
 def load_test() -> Board:
     t = TARGETS
-    lat_th = thresholds(("green", None), ("orange", t["avg_ms"] / 1000), ("red", t["p95_ms"] / 1000))
+    # Dashed lines at the seed's three latency targets: avg 500 ms, p95 1 s, p99 2 s.
+    lat_th = thresholds(("green", None), ("yellow", t["avg_ms"] / 1000), ("orange", t["p95_ms"] / 1000),
+                        ("red", t["p99_ms"] / 1000))
     b = Board("quantscope-load-test", "quantscope · Load test",
               "The seed's load scenarios: k6's client-side view (remote write, tagged by scenario, limit and "
               "timeframe) beside the API's own metrics. Targets from k6/lib/targets.json are drawn as thresholds.",
@@ -150,20 +154,23 @@ def load_test() -> Board:
     b.row("Client side (k6)")
     b.add(stat("Throughput", [prom(f"sum(rate(k6_http_reqs_total{{{sc}}}[$__rate_interval]))", "req/s")], "reqps",
                f"Requests per second k6 completed. Target > {t['throughput_rps']:g} req/s.",
-               thresholds(("red", None), ("green", t["throughput_rps"]))), w=6, h=6)
+               thresholds(("red", None), ("green", t["throughput_rps"]))), w=5, h=6)
     b.add(stat("Success rate", [prom(f"1 - avg(k6_http_req_failed_rate{{{sc}}})", "success")], "percentunit",
                f"Share of requests with an expected response. Target > {t['success_rate']:.0%}.",
-               thresholds(("red", None), ("green", t["success_rate"])), decimals=2), w=6, h=6)
+               thresholds(("red", None), ("green", t["success_rate"])), decimals=2), w=5, h=6)
+    b.add(stat("Average latency (worst scenario)", [prom(f"max(k6_http_req_duration_avg{{{sc}}})", "avg")], "s",
+               f"Target < {t['avg_ms']:g} ms.", thresholds(("green", None), ("red", t["avg_ms"] / 1000))), w=5, h=6)
     b.add(stat("p95 latency (worst scenario)", [prom(f"max(k6_http_req_duration_p95{{{sc}}})", "p95")], "s",
-               f"Target < {t['p95_ms']:g} ms.", thresholds(("green", None), ("red", t["p95_ms"] / 1000))), w=6, h=6)
+               f"Target < {t['p95_ms']:g} ms.", thresholds(("green", None), ("red", t["p95_ms"] / 1000))), w=5, h=6)
     b.add(stat("p99 latency (worst scenario)", [prom(f"max(k6_http_req_duration_p99{{{sc}}})", "p99")], "s",
-               f"Target < {t['p99_ms']:g} ms.", thresholds(("green", None), ("red", t["p99_ms"] / 1000))), w=6, h=6)
+               f"Target < {t['p99_ms']:g} ms.", thresholds(("green", None), ("red", t["p99_ms"] / 1000))), w=4, h=6)
     b.add(timeseries("Latency p50 / p95 / p99 by scenario", [
         prom(f"max by (scenario) (k6_http_req_duration_p50{{{sc}}})", "{{scenario}} p50", "A"),
         prom(f"max by (scenario) (k6_http_req_duration_p95{{{sc}}})", "{{scenario}} p95", "B"),
         prom(f"max by (scenario) (k6_http_req_duration_p99{{{sc}}})", "{{scenario}} p99", "C")], "s",
-        f"k6 http_req_duration percentiles. Dashed lines: avg target {t['avg_ms']:g} ms (orange), "
-        f"p95 target {t['p95_ms']:g} ms (red).", th=lat_th, draw_thresholds=True), w=12, h=9)
+        f"k6 http_req_duration percentiles (over the test so far, per scenario). Dashed lines: the avg "
+        f"({t['avg_ms']:g} ms), p95 ({t['p95_ms']:g} ms) and p99 ({t['p99_ms']:g} ms) targets.",
+        th=lat_th, draw_thresholds=True), w=12, h=9)
     b.add(timeseries("Request rate by scenario", [
         prom(f"sum by (scenario) (rate(k6_http_reqs_total{{{sc}}}[$__rate_interval]))", "{{scenario}}")], "reqps",
         f"Completed requests per second. Dashed: the {t['throughput_rps']:g} req/s target.",
@@ -184,7 +191,7 @@ def load_test() -> Board:
         prom(f"histogram_quantile(0.95, sum by (le, cache) (rate(quantscope_api_request_duration_seconds_bucket{{{API}, {FEATURES}}}[$__rate_interval])))", "{{cache}} p95", "B"),
         prom(f"histogram_quantile(0.99, sum by (le, cache) (rate(quantscope_api_request_duration_seconds_bucket{{{API}, {FEATURES}}}[$__rate_interval])))", "{{cache}} p99", "C")],
         "s", "Time inside the API (from the first middleware to the last byte), split by cache hit/miss. "
-             "The gap to k6's latency is queueing before the app.", th=lat_th, draw_thresholds=True, exemplars=True),
+             "The gap to k6's latency is queueing before the app.", th=lat_th, draw_thresholds=True),
         w=12, h=9)
     b.add(timeseries("API requests by status and timeframe", [
         prom(f"sum by (status, timeframe) (rate(quantscope_api_request_duration_seconds_count{{{API}, {FEATURES}}}[$__rate_interval]))",
@@ -209,31 +216,48 @@ def load_test() -> Board:
 
 def backfill() -> Board:
     b = Board("quantscope-backfill", "quantscope · Backfill",
-              "Where backfill time goes: Polygon API vs DB vs compute, per timeframe and symbol, throughput, "
-              "rate limits and backoff. From the scheduler's /metrics and, per symbol and per job, from Tempo.",
+              "Where backfill time goes: Polygon API vs DB vs compute, per run, timeframe and symbol, "
+              "throughput, rate limits and backoff. Prometheus panels read the scheduler's /metrics; per-symbol, "
+              "per-run and per-job panels read the traces in Tempo.",
               ["quantscope", "backfill"], [var("timeframe", "Timeframe",
                                                "label_values(quantscope_backfill_job_duration_seconds_count, timeframe)")])
     tf = 'timeframe=~"$timeframe"'
-    b.row("Phases")
-    b.add(timeseries("Job time by phase (API / DB / compute)", [
-        prom(f'sum by (phase) (rate(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__rate_interval]))',
+    phases = 'phase=~"api|db|compute"'
+    # Backfills run in the scheduler (compose) or in a one-off `quantscope backfill`.
+    backfill_services = 'resource.service.name =~ "quantscope-(scheduler|backfill)"'
+    b.row("Phases: API / DB / compute")
+    b.add(timeseries("Job time by phase (each run is one hump)", [
+        prom(f'sum by (phase) (rate(quantscope_backfill_job_duration_seconds_sum{{{phases}, {tf}}}[$__rate_interval]))',
              "{{phase}}")], "s",
-        "Seconds of job time per second, by phase, stacked: the share each phase takes of the run. "
-        "The phase with the largest area is the bottleneck.", stack=True), w=12, h=9)
+        "Seconds of job time per second, by phase, stacked: one hump per backfill run, its area is the run's "
+        "time in each phase. The phase with the largest area is the bottleneck.", stack=True), w=12, h=9)
     b.add(bargauge("Share of job time by phase (selected range)", [
-        prom(f'sum by (phase) (increase(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__range])) '
-             f'/ ignoring(phase) group_left sum(increase(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__range]))',
+        prom(f'sum by (phase) (increase(quantscope_backfill_job_duration_seconds_sum{{{phases}, {tf}}}[$__range])) '
+             f'/ ignoring(phase) group_left sum(increase(quantscope_backfill_job_duration_seconds_sum{{{phases}, {tf}}}[$__range]))',
              "{{phase}}", instant=True)], "percentunit",
         "API > 60% → Polygon is the bottleneck; DB > 60% → the store is (the seed's decision matrix).",
         thresholds(("green", None), ("orange", 0.4), ("red", 0.6))), w=12, h=9)
     b.add(timeseries("Mean job time by timeframe and phase", [
-        prom(f'sum by (timeframe, phase) (rate(quantscope_backfill_job_duration_seconds_sum{{phase!="total", {tf}}}[$__rate_interval])) '
-             f'/ sum by (timeframe, phase) (rate(quantscope_backfill_job_duration_seconds_count{{phase!="total", {tf}}}[$__rate_interval]))',
+        prom(f'sum by (timeframe, phase) (rate(quantscope_backfill_job_duration_seconds_sum{{{phases}, {tf}}}[$__rate_interval])) '
+             f'/ sum by (timeframe, phase) (rate(quantscope_backfill_job_duration_seconds_count{{{phases}, {tf}}}[$__rate_interval]))',
              "{{timeframe}} {{phase}}")], "s", "Average seconds per job in each phase, per timeframe."), w=12, h=9)
     b.add(tempo_metrics("p90 phase time by symbol (Tempo)",
-                        '{ resource.service.name = "quantscope-backfill" && span.quantscope.phase != nil && '
-                        'span.quantscope.symbol != nil } | quantile_over_time(duration, .9) by (span.quantscope.symbol)',
-                        "s", "Per-symbol phase span durations from the traces (TraceQL metrics)."), w=12, h=9)
+                        f'{{ {backfill_services} && span.quantscope.phase =~ "api|db|compute" && '
+                        'span.quantscope.symbol != nil } | quantile_over_time(duration, .9) '
+                        'by (span.quantscope.symbol, span.quantscope.phase)',
+                        "s", "Per-symbol fetch (api), compute and store (db) span durations from the traces "
+                             "(TraceQL metrics), slowest first."), w=12, h=9)
+    b.row("Runs and jobs (Tempo)")
+    b.add(tempo_table("Backfill runs",
+                      f'{{ {backfill_services} && name = "backfill.run" }} | select(span.quantscope.run_id, '
+                      'span.quantscope.jobs, span.quantscope.write_strategy, span.quantscope.concurrency)',
+                      "One row per run: wall time, jobs and write strategy. Open the trace for its jobs' fetch, "
+                      "compute and store spans (the phase split of that run).", limit=20, spss=1), w=24, h=8)
+    b.add(tempo_table("Slowest backfill jobs",
+                      f'{{ {backfill_services} && name = "backfill.job" }} | select(span.quantscope.symbol, '
+                      'span.quantscope.timeframe, span.quantscope.tier, span.quantscope.records_fetched, '
+                      'span.quantscope.status, span.quantscope.run_id)',
+                      "Jobs of the most recent runs, slowest first; each row links to its trace."), w=24, h=10)
     b.row("Throughput and jobs")
     b.add(timeseries("Records per second", [
         prom(f"sum by (kind) (rate(quantscope_backfill_records_total{{{tf}}}[$__rate_interval]))", "{{kind}}")],
@@ -245,17 +269,22 @@ def backfill() -> Board:
     b.add(stat("Last run: failed jobs", [prom("max(quantscope_backfill_run_failure_ratio)", "failed share")],
                "percentunit", "Share of jobs that failed in the last finished run; > 20% pages an engineer.",
                thresholds(("green", None), ("orange", 0.1), ("red", 0.2)), decimals=1), w=8, h=8)
-    b.row("Polygon: rate limits and backoff")
+    b.row("Polygon: rate limits (429) and backoff")
     b.add(timeseries("Polygon responses by status", [
         prom("sum by (status) (rate(quantscope_polygon_requests_total[$__rate_interval]))", "{{status}}")], "reqps",
         "Aggregates requests by HTTP status: 429 is a rate limit, 5xx a Polygon error."), w=12, h=8)
+    b.add(timeseries("Rate-limited requests (429)", [
+        prom('sum(rate(quantscope_polygon_requests_total{status="429"}[$__rate_interval]))', "429/s")], "reqps",
+        "HTTP 429 answers per second. Four in a row open the circuit breaker (config/objectives.yaml), which "
+        "pauses every request; the pause shows as backoff reason circuit_open."), w=12, h=8)
     b.add(timeseries("Backoff time by reason", [
         prom("sum by (reason) (rate(quantscope_polygon_backoff_seconds_total[$__rate_interval]))", "{{reason}}")],
-        "s", "Seconds per second workers spent waiting in backoff or an open circuit breaker."), w=12, h=8)
-    b.add(tempo_table("Slowest backfill jobs (Tempo)",
-                      '{ name = "backfill.job" } | select(span.quantscope.symbol, span.quantscope.timeframe, '
-                      'span.quantscope.records_fetched, span.quantscope.attempt)',
-                      "The slowest jobs' traces: open one to see its fetch, compute and store spans."), w=24, h=10)
+        "s", "Seconds per second workers spent waiting in backoff (rate_limit, server_error, ...) or an open "
+             "circuit breaker.", stack=True), w=12, h=8)
+    b.add(bargauge("Backoff time in the selected range", [
+        prom("sum by (reason) (increase(quantscope_polygon_backoff_seconds_total[$__range]))", "{{reason}}",
+             instant=True)], "s", "Total seconds waited per reason over the dashboard's time range.",
+        thresholds(("green", None), ("orange", 60), ("red", 300))), w=12, h=8)
     return b
 
 
@@ -271,20 +300,28 @@ def freshness() -> Board:
               "Feature age per symbol against its tier's RPO (config/objectives.yaml), the last successful "
               "backfill, missing symbols and the alert rules' state.",
               ["quantscope", "objectives"], [var("tier", "Tier", "label_values(quantscope_features_age_seconds, tier)")])
-    b.row("Freshness")
-    for tier in ("critical", "standard", "low"):
-        rpo = obj.rpo[tier].staleness
+    b.row("Freshness against each tier's RPO")
+    for tier, rpo_cfg in obj.rpo.items():
+        rpo = rpo_cfg.staleness
         b.add(bargauge(f"Feature age · {tier} (RPO {rpo / 3600:g}h)", [
             prom(f'max by (symbol) (quantscope_features_age_seconds{{tier="{tier}"}})', "{{symbol}}", instant=True)],
             "s", f"Newest features per symbol in the {tier} tier. Red beyond the tier's staleness RPO "
                  f"({rpo / 3600:g}h); orange from 75% of it.",
-            thresholds(("green", None), ("orange", rpo * 0.75), ("red", rpo))), w=8, h=10)
+            thresholds(("green", None), ("orange", rpo * 0.75), ("red", rpo))), w=24 // len(obj.rpo), h=10)
+    # age / RPO: 1.0 is the objective, whatever the tier.
+    share = " or ".join(f'max by (symbol, tier) (quantscope_features_age_seconds{{tier="{tier}"}}) / {r.staleness:g}'
+                        for tier, r in obj.rpo.items())
+    b.add(timeseries("Feature age as a share of the tier's RPO", [prom(share, "{{tier}} {{symbol}}")], "percentunit",
+                     "Each symbol's feature age divided by its tier's staleness RPO ("
+                     + ", ".join(f"{t} {r.staleness / 3600:g}h" for t, r in obj.rpo.items())
+                     + "). Above the dashed 100% line the symbol breaks its objective (alert FeaturesStaleBeyondRpo).",
+                     th=thresholds(("green", None), ("orange", 0.75), ("red", 1.0)), draw_thresholds=True), w=12, h=9)
     b.add(timeseries("Feature age by symbol", [
         prom('max by (symbol, tier) (quantscope_features_age_seconds{tier=~"$tier"})', "{{tier}} {{symbol}}")], "s",
         f"Staleness bands: fresh < {obj.staleness.fresh_below / 3600:g}h, aging < {obj.staleness.aging_below / 3600:g}h, "
         f"stale < {obj.staleness.stale_below / 3600:g}h.",
         th=thresholds(("green", None), ("orange", obj.staleness.fresh_below), ("red", obj.staleness.aging_below)),
-        draw_thresholds=True), w=24, h=9)
+        draw_thresholds=True), w=12, h=9)
     b.row("Backfill health")
     after = obj.alerts.no_successful_backfill.after
     b.add(stat("Since the last successful backfill", [
@@ -300,10 +337,11 @@ def freshness() -> Board:
                "percentunit", f"Critical above {fail:.0%}.", thresholds(("green", None), ("red", fail)), decimals=1),
           w=8, h=6)
     b.add({"type": "alertlist", "title": "Alert rules (prometheus/rules/quantscope.yml)",
-           "description": "Firing and pending alerts from the rules generated from the objectives.",
+           "description": "State of every alert rule Prometheus evaluates (firing, pending and inactive), from "
+                          "the objectives in config/objectives.yaml.",
            "options": {"viewMode": "list", "groupMode": "default", "groupBy": [], "maxItems": 20,
                        "sortOrder": 1, "dashboardAlerts": False, "alertName": "", "alertInstanceLabelFilter": "",
-                       "datasource": "Prometheus",
+                       "datasource": "Prometheus", "showInactiveAlerts": True,
                        "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": True,
                                        "error": True}}}, w=24, h=8)
     return b
