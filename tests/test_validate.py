@@ -18,27 +18,31 @@ import pytest
 from quantscope.settings import PROJECT_ROOT
 
 SCHEMAS = PROJECT_ROOT / "schemas"
+DELIVERABLES = {"phase_2_backfill_baseline.json", "load_test_report.json", "RTO_RPO_DEFINITION.md",
+                "rto_rpo_definition.json", "report.html"}
 REDUCED = ["--symbols", "AAPL,MSFT,GOOGL,SPY", "--timeframes", "1h,1d", "--bars", "300", "--profile", "instant",
            "--load-requests", "40", "--load-vus", "20", "--time-scale", "0.05"]
 
 
-def _validate(tmp: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
+def _validate(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTSCOPE_", "OTEL_")) and k != "DATABASE_URL"}
     env.update(QUANTSCOPE_HOME=str(home), PYTHONPATH=str(PROJECT_ROOT / "src"), COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "quantscope", "validate", "--out", str(tmp), *args],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp)
+    return subprocess.run([sys.executable, "-m", "quantscope", "validate", *args],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("validate")
     home = tmp_path_factory.mktemp("validate-home")  # embedded PostgreSQL of its own
+    # As a person types it: no --out (the default, relative reports/), from another directory
+    # than the project, so k6 (which runs in k6/) and the API get paths that only resolve here.
     before = _validate(tmp, home, *REDUCED, "--strategy", "row", "--concurrency", "1", "--run-id", "before")
     assert before.returncode == 0, before.stdout[-3000:] + before.stderr[-3000:]
     after = _validate(tmp, home, *REDUCED, "--parts", "backfill,load", "--strategy", "copy", "--concurrency", "4",
-                      "--run-id", "after", "--compare-to", str(tmp / "before"))
+                      "--out", "reports", "--run-id", "after", "--compare-to", "reports/before")
     assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
-    return tmp / "before", tmp / "after", before.stdout, after.stdout
+    return tmp / "reports" / "before", tmp / "reports" / "after", before.stdout, after.stdout
 
 
 def _schema(name: str):
@@ -49,6 +53,7 @@ def _schema(name: str):
 def test_a_run_writes_every_deliverable_and_they_validate(runs):
     before, _, stdout, _ = runs
     names = {p.name for p in before.iterdir()}
+    assert DELIVERABLES <= names, "the five deliverables under the default reports/<run-id>/"
     assert {"phase_2_backfill_baseline.json", "load_test_report.json", "RTO_RPO_DEFINITION.md",
             "rto_rpo_definition.json", "report.html", "validate_run.json", "traces", "k6"} <= names
     _schema("phase_2_backfill_baseline.schema.json").validate(json.loads((before / "phase_2_backfill_baseline.json").read_text()))

@@ -209,7 +209,9 @@ def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two d
     """Write RTO_RPO_DEFINITION.md and rto_rpo_definition.json from config/objectives.yaml."""
     from quantscope.objectives import ObjectivesError, get_objectives
     from quantscope.recovery.document import write_documents
+    from quantscope.settings import absolute
 
+    out_dir = absolute(out_dir)
     try:
         objectives = get_objectives()
     except ObjectivesError as e:
@@ -247,10 +249,10 @@ def _mount_commands() -> None:
     app.command("baseline", help="Traced backfill + bottleneck verdict: phase_2_backfill_baseline.json.")(
         baseline_command)
     app.add_typer(analyze_app, name="analyze", help="Analyse existing telemetry (traces, k6 output).")
-    from quantscope.validate import validate_command
+    from quantscope.validate import EXIT_HELP, validate_command
 
-    app.command("validate", help="The whole Phase 2 on one machine: reports/<run-id>/ with report.html.")(
-        validate_command)
+    app.command("validate", help="The whole Phase 2 on one machine: reports/<run-id>/ with report.html.\n\n"
+                + EXIT_HELP)(validate_command)
     app.command("loadtest", help="The seed's load scenarios with k6: load_test_report.json.")(loadtest_command)
     app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
 

@@ -15,6 +15,16 @@ DEFAULT_HOME = PROJECT_ROOT / ".quantscope"
 POLYGON_BASE_URL = "https://api.polygon.io"
 
 
+def absolute(path: Path) -> Path:
+    """A user-given path made absolute against the caller's working directory (`~` expanded)."""
+    return Path(path).expanduser().absolute()
+
+
+def absolute_sources(sources) -> list[str]:
+    """Trace sources with file paths made absolute; URLs (http(s), tempo+, jaeger+) as given."""
+    return [s if "://" in str(s) else str(absolute(Path(s))) for s in sources]
+
+
 class Settings(BaseSettings):
     """Everything configurable, one place. Unprefixed names follow common convention."""
 
@@ -61,6 +71,12 @@ class Settings(BaseSettings):
         if v not in {"row", "values", "copy"}:
             raise ValueError("write_strategy must be one of row, values, copy")
         return v
+
+    @field_validator("home", "config_dir", "traces_dir")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        # Resolved once, here: children (k6, the API, drills) run with other working directories.
+        return absolute(v) if v is not None else None
 
     @property
     def resolved_traces_dir(self) -> Path:

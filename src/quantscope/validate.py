@@ -6,8 +6,9 @@
     always     report.html (self-contained), validate_run.json, and, with --compare-to, the
                before/after comparison (comparison.json)
 
-A part that fails is recorded and the others still run; the exit code is 0 only when every part
-ran and met its targets.
+A part that fails is recorded and the others still run. Exit codes (EXIT_HELP, shown by --help):
+0 every part ran and met its targets; 1 a part could not run; 2 bad usage; 3 every part ran but
+a seed target or an RTO was missed.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ def validate_command(
     from quantscope.marketdata.simulator import PROFILES
     from quantscope.marketdata.timeframes import load_symbols
 
+    from quantscope.settings import absolute
+
     console = qcli.console
+    out = absolute(out)
+    compare_to = absolute(compare_to) if compare_to is not None else None
     chosen = qcli._csv(parts, PARTS)
     bad = [p for p in chosen if p not in PARTS]
     if bad:
@@ -115,6 +120,10 @@ def validate_command(
             load = _part_load(settings, db, api_url, load_scs, load_requests, load_vus, out_dir, errors)
         if "rto-rpo" in chosen:
             rto = _part_rto(db, drills, time_scale, out_dir, errors)
+    from quantscope.instrumentation.setup import current
+
+    if (tel := current()) is not None:
+        tel.shutdown()  # every part is done with tracing: flush and close the providers
 
     comparison = load_before = None
     if compare_to is not None:
@@ -149,10 +158,38 @@ def validate_command(
     for part, msg in errors.items():
         stdout.print(f"[red]{part} failed:[/] {msg}", soft_wrap=True)
     stdout.print(f"\n{out_dir}/ ({duration:.0f}s): " + ", ".join(run["outputs"]), highlight=False, soft_wrap=True)
-    ok = not errors and (baseline is None or baseline["totals"]["jobs_failed"] == 0) \
-        and (load is None or load.get("passed")) \
-        and (rto is None or all(r["drill"] is None or r["drill"]["met"] for r in rto["rto"]))
-    raise typer.Exit(0 if ok else 1)
+    missed = targets_missed(baseline, load, rto)
+    for m in missed:
+        stdout.print(f"[yellow]target missed:[/] {m}", soft_wrap=True)
+    raise typer.Exit(exit_code(errors, missed))
+
+
+def targets_missed(baseline: dict[str, Any] | None, load: dict[str, Any] | None,
+                   rto: dict[str, Any] | None) -> list[str]:
+    """Each seed target or objective the parts that ran did not meet, in one line each."""
+    out = []
+    if baseline is not None and baseline["totals"]["jobs_failed"]:
+        out.append(f"backfill: {baseline['totals']['jobs_failed']} of {baseline['totals']['jobs_total']} jobs failed")
+    if load is not None and not load.get("passed"):
+        named = [f"load {sc['name']}: {', '.join(k for k, c in sc['targets'].items() if not c['met'])}"
+                 for sc in load.get("scenarios") or () if not sc.get("passed")]
+        out += named or ["load: no scenario produced a result"]
+    for r in (rto or {}).get("rto") or ():
+        if r["drill"] is not None and not r["drill"]["met"]:
+            out.append(f"RTO {r['title']}: objective {r['objective_seconds']:g}s not met")
+    return out
+
+
+EXIT_OK, EXIT_PART_FAILED, EXIT_USAGE, EXIT_TARGET_MISSED = 0, 1, 2, 3
+EXIT_HELP = ("Exit codes: 0 every part ran and met its targets; 1 a part could not run; 2 bad usage; "
+             "3 every part ran but a seed target or an RTO was missed.")
+
+
+def exit_code(errors: dict[str, str], missed: list[str]) -> int:
+    """0 every part ran and met its targets; 1 a part could not run; 3 a target was missed."""
+    if errors:
+        return EXIT_PART_FAILED
+    return EXIT_TARGET_MISSED if missed else EXIT_OK
 
 
 def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url, out_dir, errors):

@@ -99,7 +99,7 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
                  heavy_features: bool = False, rate_limit: int | None = None, out: Path = DEFAULT_OUT,
                  db=None, show_progress: bool = True) -> Baseline:
     """A traced backfill of `plan`, then its analysis from the traces alone. `tel` is this
-    process's telemetry (tracing must be on); it is shut down here so every span is flushed.
+    process's telemetry (tracing must be on); it is flushed here, and stays up for the caller.
     Writes nothing but the trace copies beside `out`; the caller writes the report."""
     from contextlib import ExitStack, nullcontext
 
@@ -146,7 +146,9 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
 
         with progress:
             result = asyncio.run(go())
-    tel.shutdown()  # flushes every span before the files are read
+    # Flush, not shut down: later work in this process (validate's other parts) still traces and
+    # takes meters; the command that set telemetry up shuts it down when it ends.
+    tel.flush()
     ended, exported = tel.counter.ended, getattr(file_exporter, "exported", 0)
 
     meta_otlp = {"spans_exported_otlp": tel.exported} if file_exporter is not tel.exporter else {}
@@ -209,6 +211,9 @@ def baseline_command(
     from quantscope.marketdata.simulator import PROFILES
     from quantscope.marketdata.timeframes import load_symbols
 
+    from quantscope.settings import absolute
+
+    out = absolute(out)
     if profile not in PROFILES:
         qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     try:
@@ -225,6 +230,9 @@ def baseline_command(
                             heavy_features=heavy_features, rate_limit=rate_limit, out=out)
     except BaselineError as e:
         qcli._fail(str(e))
+    finally:
+        if tel is not None:
+            tel.shutdown()
     report, result, meta, copies = base.report, base.result, base.meta, base.trace_copies
     ended, exported = meta["spans_ended"], meta["spans_exported"]
     if base.note:

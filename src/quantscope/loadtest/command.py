@@ -32,7 +32,10 @@ def loadtest_command(
     from quantscope.cli import _fail, _settings
     from quantscope.loadtest.runner import K6Options, LoadTestError, run_loadtest, select_scenarios
     from quantscope.objectives import parse_duration
+    from quantscope.settings import absolute, absolute_sources
 
+    out = absolute(out)
+    traces = absolute_sources(traces or ())
     if mode not in ("burst", "sustained"):
         _fail(f"--mode must be burst or sustained, got {mode!r}")
     try:
@@ -47,7 +50,7 @@ def loadtest_command(
         with console.status("load test") as status:
             result = run_loadtest(
                 settings, scenarios=scs, out_dir=out, api_url=api_url, admin_token=admin_token, api_pid=api_pid,
-                trace_sources=traces or (), workers=workers,
+                trace_sources=traces, workers=workers,
                 k6=K6Options(mode=mode, requests=requests, vus=vus, duration=duration),
                 notify=lambda m: (status.update(m), console.log(m)),
                 on_scenario=lambda n, info: console.log(f"{n}: {info['requests']} requests, k6 exit {info['exit_code']}"))

@@ -282,12 +282,23 @@ class K6Options:
     timeout_s: float = 300.0
 
 
+def _stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
+
+
 def run_k6(sc: Scenario, api_url: str, out_dir: Path, opts: K6Options, *, k6_dir: Path = K6_DIR,
            on_line: Callable[[str], None] | None = None) -> tuple[int, Path, Path, Path]:
     """Run one scenario; returns (exit code, raw points .json.gz, summary json, log)."""
     script = k6_dir / "scenarios" / sc.script
     if not script.is_file():
         raise LoadTestError(f"k6 script {script} not found")
+    out_dir = out_dir.absolute()  # k6 runs in k6_dir: every path it gets must be absolute
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / f"{sc.name}.k6.json.gz"
     summary = out_dir / f"{sc.name}.k6-summary.json"
@@ -314,6 +325,7 @@ def run_k6(sc: Scenario, api_url: str, out_dir: Path, opts: K6Options, *, k6_dir
             code = proc.wait()
         finally:
             timer.cancel()
+            _stop(proc)  # Ctrl-C or an error here must not leave k6 running
     # 99: a threshold was crossed, the run itself is complete and is reported as a failed target.
     if code not in (0, 99) or not raw.exists():
         tail = logp.read_text()[-1500:]
@@ -388,6 +400,7 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
     from quantscope.analysis.traces import TraceSourceError, read_spans
 
     k6 = k6 or K6Options()
+    out_dir = out_dir.absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     k6_out = out_dir / "k6"
     runs: list[ScenarioRun] = []

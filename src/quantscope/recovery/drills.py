@@ -234,10 +234,15 @@ def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int,
         proc2 = subprocess.Popen(_backfill_cmd(opts, run_id), env=_env(db, sim_url), stdout=lf,
                                  stderr=subprocess.STDOUT, start_new_session=True)
     first_progress = None
-    while proc2.poll() is None:
-        if first_progress is None and _finished(db, run_id) > finished_at_kill:
-            first_progress = time.monotonic()
-        time.sleep(0.02)
+    try:
+        while proc2.poll() is None:
+            if first_progress is None and _finished(db, run_id) > finished_at_kill:
+                first_progress = time.monotonic()
+            time.sleep(0.02)
+    finally:
+        if proc2.poll() is None:  # interrupted: the drill's child must not outlive it
+            os.killpg(proc2.pid, signal.SIGKILL)
+            proc2.wait(timeout=30)
     t_done = time.monotonic()
     if first_progress is None and _finished(db, run_id) > finished_at_kill:
         first_progress = t_done
