@@ -55,16 +55,17 @@ def test_async_child_outliving_its_parent_keeps_the_phase_but_not_beyond_the_job
     assert per_job(s) == [pytest.approx({"api": 6 + 2, "db": 0, "compute": 0, "untraced": 2})]
 
 
-def test_missing_phases_are_untraced() -> None:
+def test_job_time_no_span_covers_is_untraced_and_in_process_children_are_compute() -> None:
     s = SpanSet()
     run = s.run(0, 30)
-    s.job(run, 0, 10, symbol="AAPL")  # no children at all
+    s.job(run, 0, 10, symbol="AAPL")  # no children at all: all untraced
     j2 = s.job(run, 10, 30, symbol="MSFT")
-    s.span("checkpoint", 10, 12, j2)  # a child without a phase explains nothing
+    s.span("checkpoint", 10, 12, j2)  # unclassified, same process, directly under the job: compute
+    s.span("remote.call", 12, 14, j2, service="other-service")  # another process's span explains nothing
     s.span("store.write", 25, 30, j2, phase="db")
     assert per_job(s) == [
         pytest.approx({"api": 0, "db": 0, "compute": 0, "untraced": 10}),
-        pytest.approx({"api": 0, "db": 5, "compute": 0, "untraced": 15}),
+        pytest.approx({"api": 0, "db": 5, "compute": 2, "untraced": 13}),
     ]
 
 
@@ -207,9 +208,16 @@ def _reference(s: SpanSet) -> tuple[dict[str, dict[str, float]], dict[str, float
         if x["parent"] in spans:
             children.setdefault(x["parent"], []).append(x["span_id"])
 
+    def own_phase(sid: str) -> str | None:
+        p = spans[sid]["attributes"].get("quantscope.phase")
+        parent = spans.get(spans[sid]["parent"] or "")
+        if p is None and parent is not None and parent["name"] == "backfill.job" and spans[sid]["name"] != "backfill.job":
+            return "compute"  # unclassified in-process work directly under a job
+        return p
+
     def eff_phase(sid: str) -> str | None:
         while sid in spans:
-            p = spans[sid]["attributes"].get("quantscope.phase")
+            p = own_phase(sid)
             if p:
                 return p
             sid = spans[sid]["parent"]

@@ -2,7 +2,9 @@
 
 Rules (ARCHITECTURE.md, "Telemetry conventions"):
 
-* A span's phase is its own `quantscope.phase`, else its nearest ancestor's.
+* A span's own phase comes from phases.classify (quantscope.phase, a rules file, semantic
+  conventions); a span without one takes its nearest ancestor's. Unclassified spans of the job's
+  own process directly under a job are compute.
 * Each instant of a job belongs to the spans active then that have no active child ("self time"):
   a `store.write` inside `features.compute` takes that time from compute instead of both
   claiming it. When self times of different phases overlap (concurrent siblings) the instant is
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .conventions import SPAN_JOB, SPAN_RUN
+from .conventions import PHASE_COMPUTE
+from .phases import JobSpec, PhaseRules, classify
 from .traces import SpanTable
 
 __all__ = ["Attribution", "Hierarchy", "attribute", "resolve_hierarchy", "sweep", "wall_clock"]
@@ -65,12 +68,13 @@ def _clock_of_resource(resources: list[dict[str, Any]]) -> np.ndarray:
     return out
 
 
-def resolve_hierarchy(table: SpanTable, *, job_name: str = SPAN_JOB, run_name: str = SPAN_RUN) -> Hierarchy:
+def resolve_hierarchy(table: SpanTable, jobs: JobSpec | None = None, own_phase: np.ndarray | None = None) -> Hierarchy:
     """Walk the span forest top-down, one depth level at a time (vectorised per level)."""
+    jobs = jobs or JobSpec()
     n = len(table)
     par = table.parent_row
-    is_job = table.name == table.name_code(job_name) if table.name_code(job_name) >= 0 else np.zeros(n, bool)
-    is_run = table.name == table.name_code(run_name) if table.name_code(run_name) >= 0 else np.zeros(n, bool)
+    is_job = jobs.job_mask(table)
+    is_run = jobs.run_mask(table) & ~is_job
     has = par >= 0
     child_rows = np.flatnonzero(has)
     child_rows = child_rows[np.argsort(par[child_rows], kind="stable")]
@@ -83,7 +87,7 @@ def resolve_hierarchy(table: SpanTable, *, job_name: str = SPAN_JOB, run_name: s
     adj_s = start.copy()
     adj_e = end.copy()
     delta = np.zeros(n, dtype=np.int64)
-    eff = table.phase.astype(np.int8).copy()
+    eff = (table.phase if own_phase is None else own_phase).astype(np.int8).copy()
     job = np.where(is_job, np.arange(n), -1)
     run = np.where(is_run, np.arange(n), -1)
     depth = np.full(n, -1, dtype=np.int64)
@@ -281,13 +285,30 @@ class Attribution:
         return (self.job_end - self.job_start).astype(np.float64)
 
 
-def attribute(table: SpanTable) -> Attribution:
-    """Per-job phase time for every backfill.job in the table."""
-    h = resolve_hierarchy(table)
+def own_phases(table: SpanTable, jobs: JobSpec, rules: PhaseRules | None) -> np.ndarray:
+    """phases.classify, plus: an unclassified span of the job's own process directly under an
+    unclassified job is in-process work, i.e. compute (its subtree inherits that)."""
+    own = classify(table, rules)
+    par = table.parent_row
+    is_job = jobs.job_mask(table)
+    kid = np.flatnonzero((par >= 0) & (own < 0))
+    if kid.size:
+        p = par[kid]
+        clock = _clock_of_resource(table.resources)
+        same = clock[table.resource[kid]] == clock[table.resource[p]]
+        pick = kid[is_job[p] & (own[p] < 0) & same]
+        own[pick] = table.phase_names.index(PHASE_COMPUTE)
+    return own
+
+
+def attribute(table: SpanTable, jobs: JobSpec | None = None, rules: PhaseRules | None = None) -> Attribution:
+    """Per-job phase time for every job span (JobSpec: backfill.job by default) in the table."""
+    jobs = jobs or JobSpec()
+    own = own_phases(table, jobs, rules)
+    h = resolve_hierarchy(table, jobs, own)
     n = len(table)
     n_ph = len(table.phase_names)
-    code = table.name_code(SPAN_JOB)
-    is_job = (table.name == code) if code >= 0 else np.zeros(n, bool)
+    is_job = jobs.job_mask(table)
     job_rows = np.flatnonzero(is_job & (h.depth >= 0))
     job_ix = np.full(n, -1, dtype=np.int64)
     job_ix[job_rows] = np.arange(job_rows.size)
@@ -316,7 +337,7 @@ def attribute(table: SpanTable) -> Attribution:
     job_start, job_end = h.start[job_rows], h.end[job_rows]
     untraced = np.maximum((job_end - job_start).astype(np.float64) - sw.covered, 0.0)
 
-    outside = (table.phase >= 0) & (h.job < 0)
+    outside = (own >= 0) & (h.job < 0)
     diagnostics = {
         "spans": n,
         "jobs": int(job_rows.size),
@@ -327,6 +348,7 @@ def attribute(table: SpanTable) -> Attribution:
         "max_skew_seconds": h.max_skew_ns / 1e9,
         "phase_spans_outside_jobs": int(outside.sum()),
         "nested_jobs": int((is_job & (h.job >= 0) & (par >= 0) & (h.job[np.maximum(par, 0)] >= 0)).sum()),
+        "phase_spans": {p: int((own == i).sum()) for i, p in enumerate(table.phase_names) if (own == i).any()},
     }
     return Attribution(
         phase_names=list(table.phase_names),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .attribution import Attribution, attribute, wall_clock
+from .phases import JobSpec, PhaseRules
 from .conventions import (
     ATTR_ATTEMPT,
     ATTR_CONCURRENCY,
@@ -23,9 +24,7 @@ from .conventions import (
     ATTR_SIM_PROFILE,
     ATTR_STATUS,
     ATTR_STRATEGY,
-    ATTR_SYMBOL,
     ATTR_TIER,
-    ATTR_TIMEFRAME,
     PHASE_API,
     PHASE_COMPUTE,
     PHASE_DB,
@@ -33,7 +32,6 @@ from .conventions import (
     RES_ENVIRONMENT,
     RES_SERVICE_NAME,
     RES_SERVICE_VERSION,
-    SPAN_RUN,
     STATUS_FAILED,
     STATUS_SKIPPED,
     STATUS_SUCCESS,
@@ -51,6 +49,9 @@ __all__ = [
 
 SCHEMA_VERSION = "1.0"
 BOTTLENECK_THRESHOLD = 0.60  # the seed's decision matrix: "> 60% of time"
+COVERAGE_REQUIRED = 0.80  # below this share of job time in phase spans, no verdict
+INCONCLUSIVE = "inconclusive"
+BOOTSTRAP_RESAMPLES = 2000
 UNTRACED_WARN = 0.10
 MARGIN_WARN = 0.05
 
@@ -183,6 +184,67 @@ def decide_bottleneck(api: float, db: float, compute: float, untraced: float = 0
     }
 
 
+def leading_share_interval(api: np.ndarray, db: np.ndarray, job: np.ndarray, *,
+                           resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any] | None:
+    """95% percentile-bootstrap interval, over jobs, of the leading (API or DB) share of summed
+    job time: does the evidence really put it on one side of the 60% line?"""
+    n = job.size
+    total = float(job.sum())
+    if n < 2 or total <= 0:
+        return None
+    phase, x = (PHASE_API, api) if api.sum() >= db.sum() else (PHASE_DB, db)
+    rng = np.random.default_rng(seed)
+    # Resample in chunks so memory stays flat for runs with many jobs.
+    shares = np.empty(resamples)
+    chunk = max(1, 2_000_000 // n)
+    for lo in range(0, resamples, chunk):
+        k = min(chunk, resamples - lo)
+        idx = rng.integers(0, n, size=(k, n))
+        shares[lo:lo + k] = x[idx].sum(axis=1) / np.maximum(job[idx].sum(axis=1), 1e-300)
+    low, high = (float(v) for v in np.quantile(shares, [0.025, 0.975]))
+    return {"phase": phase, "share": float(x.sum()) / total, "low": low, "high": high,
+            "straddles_threshold": low <= BOTTLENECK_THRESHOLD <= high, "resamples": resamples, "jobs": int(n)}
+
+
+def missing_evidence(phase_spans: dict[str, int], coverage: float, orphans: int, jobs: JobSpec) -> list[str]:
+    """What to add so the next trace can carry a verdict: one line per gap, with the fix."""
+    out = [f"phase spans cover {coverage:.0%} of summed job time; a verdict needs {COVERAGE_REQUIRED:.0%}"]
+    if not phase_spans.get(PHASE_DB):
+        out.append("no DB spans: install opentelemetry-instrumentation-psycopg2 (or your driver's: asyncpg, "
+                   "sqlalchemy, ...), or name your save spans in a rules file (--phases, config/phases.yaml)")
+    if not phase_spans.get(PHASE_API):
+        out.append("no outbound API spans: install opentelemetry-instrumentation-httpx (or requests, "
+                   "aiohttp-client, grpc), whose CLIENT spans carry http.request.method")
+    if not phase_spans.get(PHASE_COMPUTE):
+        out.append(f"no span around in-process work: open a span for the computation directly under the job "
+                   f"({jobs.describe()})")
+    if orphans:
+        out.append(f"{orphans} span(s) have a parent missing from the trace (sampled out or not exported): "
+                   "sample whole traces (parentbased_* samplers) and flush before exit")
+    return out
+
+
+def inconclusive_verdict(shares: dict[str, float], coverage: dict[str, Any], missing: list[str]) -> dict[str, Any]:
+    return {
+        "phase": INCONCLUSIVE,
+        "bottleneck": INCONCLUSIVE,
+        "headline": "Inconclusive",
+        "rule": f"phase spans cover < {COVERAGE_REQUIRED:.0%} of job time",
+        "threshold": BOTTLENECK_THRESHOLD,
+        "basis": "share of summed per-job time (untraced included)",
+        "shares": shares,
+        "traced_shares": None,
+        "evidence": {"statement": f"only {coverage['share']:.0%} of job time is in API, DB or compute spans: "
+                                  "the trace cannot say which phase dominates"},
+        "confidence": "none",
+        "caveats": [],
+        "recommendations": [],
+        "coverage": coverage,
+        "interval": None,
+        "missing": missing,
+    }
+
+
 def _fmt_ratio(r: float | None) -> str:
     return "infinitely" if r is None else f"{r:.1f}x"
 
@@ -220,12 +282,12 @@ def _max_overlap(s: np.ndarray, e: np.ndarray) -> int:
     return int(np.cumsum(d[order]).max())
 
 
-def _runs(table: SpanTable, attr: Attribution) -> dict[str, dict[str, Any]]:
-    """Group jobs by run id: nearest backfill.run ancestor, else the job's own run id attribute."""
+def _runs(table: SpanTable, attr: Attribution, jobs: JobSpec) -> dict[str, dict[str, Any]]:
+    """Group jobs by run id: nearest run-span ancestor, else the job's own run id attribute."""
     runs: dict[str, dict[str, Any]] = defaultdict(lambda: {"run_rows": [], "jobs": []})
     h = attr.hierarchy
     run_key: dict[int, str] = {}
-    for r in table.rows_named(SPAN_RUN):
+    for r in np.flatnonzero(jobs.run_mask(table)):
         if h.depth[r] < 0:
             continue
         rid = table.attr(r, ATTR_RUN_ID)
@@ -251,27 +313,32 @@ def analyze_backfill(
     metadata: dict[str, Any] | None = None,
     *,
     run_id: str | None = None,
+    jobs: JobSpec | None = None,
+    rules: PhaseRules | None = None,
 ) -> dict[str, Any]:
     """The baseline report for one run.
 
     `spans`: a SpanTable (read_spans), a SpanSet, or OTLP JSON documents. `metadata` (strategy,
     concurrency, simulator_profile, git_revision, versions, ...) overrides what the spans say.
+    `jobs` says which spans are jobs and runs and which attributes name symbol and timeframe;
+    `rules` how spans map to phases (phases.py). Read the table with `keep=` those keys.
     """
+    jobs = jobs or JobSpec()
     table = _as_table(spans)
-    attr = attribute(table)
+    attr = attribute(table, jobs, rules)
     if attr.job_rows.size == 0:
         seen = ", ".join(sorted(set(table.names))[:8]) or "none"
         raise AnalysisError(
-            f"no backfill.job spans among {len(table)} spans (span names seen: {seen}); "
-            "is this a backfill trace?"
+            f"no job spans ({jobs.describe()}) among {len(table)} spans (span names seen: {seen}); "
+            "name your job span with --job-span NAME (a glob works), or --jobs roots"
         )
-    runs = _runs(table, attr)
+    runs = _runs(table, attr, jobs)
     warnings = list(table.warnings)
     if run_id is not None:
         if run_id not in runs:
             raise AnalysisError(f"run {run_id!r} not found; runs present: {', '.join(sorted(runs))}")
         if not runs[run_id]["jobs"]:
-            raise AnalysisError(f"run {run_id!r} has no backfill.job spans (still running, or not exported?)")
+            raise AnalysisError(f"run {run_id!r} has no job spans (still running, or not exported?)")
         key = run_id
     else:
         with_jobs = [k for k in runs if runs[k]["jobs"]]
@@ -285,7 +352,7 @@ def analyze_backfill(
     h = attr.hierarchy
     if run_rows.size:
         ws, we = h.start[run_rows], h.end[run_rows]
-        wall_source = f"{SPAN_RUN} span"
+        wall_source = f"{jobs.run_span} span"
     else:
         ws = np.array([attr.job_start[jobs_ix].min()]) if jobs_ix.size else np.zeros(0, np.int64)
         we = np.array([attr.job_end[jobs_ix].max()]) if jobs_ix.size else np.zeros(0, np.int64)
@@ -293,15 +360,12 @@ def analyze_backfill(
     wall = wall_clock(attr, jobs_ix, run_rows, (ws, we))
     duration_s = wall["wall_clock_seconds"]
 
-    jobs = _job_rows(table, attr, jobs_ix)
-    totals = _totals(jobs, duration_s)
+    job_list = _job_rows(table, attr, jobs_ix, jobs)
+    totals = _totals(job_list, duration_s)
     job_seconds = totals["job_seconds"]
     wall["mean_concurrency"] = job_seconds / duration_s if duration_s > 0 else None
     wall["max_concurrency"] = _max_overlap(attr.job_start[jobs_ix], attr.job_end[jobs_ix])
-    bottleneck = decide_bottleneck(
-        totals["api_seconds"], totals["db_seconds"],
-        totals["compute_seconds"], totals["untraced_seconds"] + totals["other_seconds"],
-    )
+    bottleneck = _verdict(totals, job_list, attr, jobs)
     if totals["jobs_failed"]:
         bottleneck["caveats"].append(f"{totals['jobs_failed']} job(s) failed; their time is included")
     bottleneck["evidence"]["wall_clock_exclusive_shares"] = {
@@ -342,7 +406,7 @@ def analyze_backfill(
             "services": sorted({s for s in (table.service(r) for r in attr.job_rows[jobs_ix]) if s}),
         },
         "metadata": meta,
-        "jobs": jobs,
+        "jobs": job_list,
         "totals": totals,
         "wall_clock": wall,
         "bottleneck": bottleneck,
@@ -350,7 +414,42 @@ def analyze_backfill(
     }
 
 
-def _job_rows(table: SpanTable, attr: Attribution, jobs_ix: np.ndarray) -> list[dict[str, Any]]:
+def _verdict(totals: dict[str, Any], job_list: list[dict[str, Any]], attr: Attribution,
+             jobs: JobSpec) -> dict[str, Any]:
+    """The seed's matrix when the spans cover enough of the jobs, with its interval; else
+    inconclusive, with what is missing."""
+    api, db, compute = totals["api_seconds"], totals["db_seconds"], totals["compute_seconds"]
+    uncovered = totals["untraced_seconds"] + totals["other_seconds"]
+    job_s = totals["job_seconds"]
+    covered = api + db + compute
+    phase_spans = dict(attr.diagnostics.get("phase_spans") or {})
+    coverage = {"share": min(covered / job_s, 1.0) if job_s > 0 else 0.0, "required": COVERAGE_REQUIRED,
+                "phase_spans": phase_spans}
+    coverage["sufficient"] = coverage["share"] >= COVERAGE_REQUIRED
+    if job_s > 0 and not coverage["sufficient"]:
+        shares = {PHASE_API: api / job_s, PHASE_DB: db / job_s, PHASE_COMPUTE: compute / job_s,
+                  "untraced": uncovered / job_s}
+        orphans = int(attr.diagnostics.get("orphan_spans", 0))
+        return inconclusive_verdict(shares, coverage, missing_evidence(phase_spans, coverage["share"], orphans, jobs))
+    b = decide_bottleneck(api, db, compute, uncovered)
+    b["coverage"] = coverage
+    b["missing"] = []
+    b["interval"] = None
+    if b["phase"] is None:
+        return b
+    col = {k: np.array([j[k] for j in job_list], dtype=np.float64)
+           for k in ("api_seconds", "db_seconds", "duration_seconds")}
+    iv = leading_share_interval(col["api_seconds"], col["db_seconds"], col["duration_seconds"])
+    b["interval"] = iv
+    if iv is not None and iv["straddles_threshold"]:
+        b["confidence"] = "low"
+        b["caveats"].append(
+            f"the 95% interval over jobs of the {PHASE_LABELS[iv['phase']]} share ({iv['low']:.0%}–{iv['high']:.0%}) "
+            f"straddles the 60% line: the verdict could go either way on another run")
+    return b
+
+
+def _job_rows(table: SpanTable, attr: Attribution, jobs_ix: np.ndarray, spec: JobSpec) -> list[dict[str, Any]]:
     """One row per logical job (symbol, timeframe); retried attempts are summed."""
     names = attr.phase_names
     extra = [i for i, p in enumerate(names) if p not in PHASES]
@@ -360,7 +459,9 @@ def _job_rows(table: SpanTable, attr: Attribution, jobs_ix: np.ndarray) -> list[
     attempt = np.empty(jobs_ix.size, dtype=np.int64)
     for i, row in enumerate(rows.tolist()):
         a = table.attrs.get(row, {})
-        key = (str(a.get(ATTR_SYMBOL, "?")), str(a.get(ATTR_TIMEFRAME, "?")))
+        key = (str(a.get(spec.symbol_attr, "?")), str(a.get(spec.timeframe_attr, "?")))
+        if key == ("?", "?") and spec.symbol_attr not in a:  # no grouping attributes: each job its own
+            key = (f"job {i + 1}", "?")
         gid[i] = keys.setdefault(key, len(keys))
         attempt[i] = _num(a.get(ATTR_ATTEMPT)) or 0
     ng = len(keys)
@@ -576,14 +677,22 @@ def format_summary(report: dict[str, Any]) -> list[str]:
     if b.get("phase") is None:
         lines.append("⚠️  PRIMARY BOTTLENECK: undetermined (no job time)")
         return lines
+    if b["phase"] == INCONCLUSIVE:
+        lines += [f"⚠️  PRIMARY BOTTLENECK: inconclusive — {b['evidence']['statement']}",
+                  "   No seed verdict on this evidence. To get one, add what is missing:"]
+        lines += [f"     • {m}" for m in b.get("missing") or ()]
+        return lines
     share = b["shares"][b["phase"]]
     if b["phase"] == PHASE_COMPUTE:
         head = (f"⚠️  PRIMARY BOTTLENECK: {b['headline']} (balanced: API {_pct(100 * b['shares'][PHASE_API])}, "
                 f"DB {_pct(100 * b['shares'][PHASE_DB])}, compute {_pct(100 * share)})")
     else:
         head = f"⚠️  PRIMARY BOTTLENECK: {b['headline']} ({_pct(100 * share)} of time)"
+    iv = b.get("interval")
     lines += [head, f"   Bottleneck: {b['bottleneck']} — confidence {b['confidence']}",
-              f"   Evidence: {b['evidence']['statement']}"]
+              f"   Evidence: {b['evidence']['statement']}"
+              + (f"; {PHASE_LABELS[iv['phase']]} share 95% interval {iv['low']:.0%}–{iv['high']:.0%} over "
+                 f"{iv['jobs']} jobs" if iv else "")]
     for c in b["caveats"]:
         lines.append(f"   ! {c}")
     lines.append("   → Recommendations:")

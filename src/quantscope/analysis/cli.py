@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.text import Text
 
 from .backfill import AnalysisError, analyze_backfill, format_summary
+from .conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
+from .phases import JobSpec, PhaseRulesError, rules_from_options
 from .compare import CompareError, compare_reports, format_comparison
 from .traces import TraceSourceError, read_spans
 
@@ -58,6 +60,11 @@ def environment_metadata() -> dict[str, Any]:
         except importlib_metadata.PackageNotFoundError:
             pass
     return {"git_revision": _git_revision(), "versions": versions}
+
+
+def _absolute(path: Path) -> Path:
+    # Paths are resolved once, at the edge, against the caller's working directory.
+    return path.expanduser().absolute()
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -99,9 +106,26 @@ def backfill_command(
     ] = None,
     lookback_hours: Annotated[float, typer.Option(help="Search window for Tempo/Jaeger.")] = 24.0,
     lenient: Annotated[bool, typer.Option(help="Skip malformed lines (counted) instead of failing.")] = False,
+    job_span: Annotated[str, typer.Option(help="Name (or glob) of the span around one job.")] = SPAN_JOB,
+    jobs: Annotated[str, typer.Option(help="spans: jobs are --job-span spans; roots: each trace root is a job.")]
+    = "spans",
+    run_span: Annotated[str, typer.Option(help="Name of the span around a whole run (optional).")] = SPAN_RUN,
+    symbol_attr: Annotated[str, typer.Option(help="Job attribute naming the symbol (e.g. ticker).")] = ATTR_SYMBOL,
+    timeframe_attr: Annotated[str, typer.Option(help="Job attribute naming the timeframe (e.g. interval).")]
+    = ATTR_TIMEFRAME,
+    phases: Annotated[Path | None, typer.Option(
+        help="Phase rules file (config/phases.yaml; schemas/phases.schema.json) for spans without "
+             "quantscope.phase, before the OpenTelemetry semantic conventions.")] = None,
 ) -> None:
-    """Backfill baseline: phase attribution, totals and the bottleneck verdict."""
-    sources = list(traces) + list(more or [])
+    """Backfill baseline: phase attribution, totals and the bottleneck verdict, for any
+    OpenTelemetry-instrumented service (phases from quantscope.phase, a rules file, or semantic
+    conventions; under 80% coverage the verdict is inconclusive)."""
+    sources = [s if "://" in s else str(_absolute(Path(s))) for s in [*traces, *(more or [])]]
+    out = _absolute(out)
+    try:
+        spec, rules = analysis_options(job_span, jobs, run_span, symbol_attr, timeframe_attr, phases)
+    except PhaseRulesError as exc:
+        raise _fail(str(exc)) from None
     meta: dict[str, Any] = environment_metadata()
     if metadata_json is not None:
         try:
@@ -115,8 +139,9 @@ def backfill_command(
         versions = {**meta["versions"], **(given.get("versions") or {})}
         meta = {**meta, **{k: v for k, v in given.items() if v is not None}, "versions": versions}
     try:
-        table = read_spans(sources, run_id=run_id, strict=not lenient, lookback_s=int(lookback_hours * 3600))
-        report = analyze_backfill(table, meta, run_id=run_id)
+        table = read_spans(sources, run_id=run_id, strict=not lenient, lookback_s=int(lookback_hours * 3600),
+                           keep=spec.keys() | rules.keys())
+        report = analyze_backfill(table, meta, run_id=run_id, jobs=spec, rules=rules)
     except (TraceSourceError, AnalysisError) as exc:
         raise _fail(str(exc)) from None
     _write_json(out, report)
@@ -125,6 +150,20 @@ def backfill_command(
     for w in report["diagnostics"]["warnings"]:
         console.print(Text(f"note: {w}", style="dim"), soft_wrap=True)
     console.print(Text(f"\nReport: {out}", style="dim"))
+
+
+def analysis_options(job_span: str, jobs: str, run_span: str, symbol_attr: str, timeframe_attr: str,
+                     phases: Path | None):
+    """The job and phase options of `analyze backfill` (and `validate`) -> (JobSpec, PhaseRules)."""
+    if jobs not in ("spans", "roots"):
+        raise PhaseRulesError(f"--jobs must be spans or roots, got {jobs!r}")
+    for flag, v in (("--job-span", job_span), ("--run-span", run_span), ("--symbol-attr", symbol_attr),
+                    ("--timeframe-attr", timeframe_attr)):
+        if not v.strip():
+            raise PhaseRulesError(f"{flag} must not be empty")
+    spec = JobSpec(job_span=job_span, roots=jobs == "roots", run_span=run_span, symbol_attr=symbol_attr,
+                   timeframe_attr=timeframe_attr)
+    return spec, rules_from_options(_absolute(phases) if phases is not None else None)
 
 
 def _load_report(path: Path) -> dict[str, Any]:
@@ -145,6 +184,8 @@ def compare_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the comparison JSON here.")] = None,
 ) -> None:
     """Before/after: per-phase and per-timeframe deltas, speed-up and its significance."""
+    before, after = _absolute(before), _absolute(after)
+    out = _absolute(out) if out is not None else None
     b, a = _load_report(before), _load_report(after)
     try:
         result = compare_reports(b, a)

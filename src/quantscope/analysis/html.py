@@ -1091,7 +1091,12 @@ def verdict_lines(baseline: dict[str, Any] | None = None, load: dict[str, Any] |
     """A few plain lines: what is the bottleneck, and what to do next."""
     lines: list[str] = []
     b = (baseline or {}).get("bottleneck") or {}
-    if baseline and b.get("phase"):
+    if baseline and b.get("phase") == "inconclusive":
+        lines.append(f"Backfill bottleneck: inconclusive — {_get(b, 'evidence', 'statement', default='')}.")
+        missing = b.get("missing") or []
+        if len(missing) > 1:
+            lines.append("Add: " + "; ".join(missing[1:3]) + ".")
+    elif baseline and b.get("phase"):
         share = _f(_get(b, "shares", b["phase"]))
         t = baseline.get("totals") or {}
         if b["phase"] == "compute":
@@ -1154,7 +1159,9 @@ def section_verdict(baseline, load, rto_rpo, comparison) -> str:
     drilled = [r for r in ((rto_rpo or {}).get("rto") or []) if isinstance(r.get("drill"), dict)]
     drills_ok = None if not drilled else all(r["drill"].get("met") for r in drilled)
     head = "Bottleneck not determined"
-    if b.get("phase"):
+    if b.get("phase") == "inconclusive":
+        head = "Bottleneck: inconclusive (the trace covers too little of the jobs)"
+    elif b.get("phase"):
         head = f"Bottleneck: {b.get('headline') or b.get('bottleneck')}"
         if b["phase"] == "compute":
             head = "Bottleneck: balanced (feature computation by the decision matrix)"
@@ -1178,6 +1185,15 @@ def section_verdict(baseline, load, rto_rpo, comparison) -> str:
     out.append("</ul>")
     if recs:
         out.append("<p><b>What to do next (Phase 3):</b></p><ol>" + "".join(f"<li>{esc(r)}</li>" for r in recs) + "</ol>")
+    missing = b.get("missing") or []
+    if b.get("phase") == "inconclusive" and missing:
+        out.append("<p><b>No verdict on this evidence. What the trace is missing:</b></p><ul id='missing'>"
+                   + "".join(f"<li>{esc(m)}</li>" for m in missing) + "</ul>")
+    iv = b.get("interval")
+    if iv:
+        out.append(f"<p class='note'>{esc(iv['phase'].upper())} share {fmt_pct(iv['share'])}, 95% bootstrap interval "
+                   f"over {iv['jobs']} jobs {fmt_pct(iv['low'])}–{fmt_pct(iv['high'])}"
+                   + (" — straddles the 60% line: low confidence." if iv["straddles_threshold"] else ".") + "</p>")
     out.append("</section>")
     return "".join(out)
 

@@ -15,7 +15,7 @@ import itertools
 from typing import Any
 
 from .conventions import ATTR_PREFIX, SPAN_JOB, SPAN_RUN, STATUS_FAILED
-from .traces import STATUS_ERROR, SpanTable, SpanTableBuilder, _to_any_value
+from .traces import STATUS_ERROR, SpanTable, SpanTableBuilder, to_any_value
 
 EPOCH_NS = 1_700_000_000 * 10**9
 
@@ -34,7 +34,8 @@ class SpanSet:
 
     def span(self, name: str, start: float, end: float, parent: str | None = None, *, phase: str | None = None,
              service: str | None = None, trace_id: str | None = None, status: int = 0, message: str = "",
-             span_id: str | None = None, resource: dict[str, Any] | None = None, **attrs: Any) -> str:
+             span_id: str | None = None, resource: dict[str, Any] | None = None, kind: int = 1,
+             **attrs: Any) -> str:
         """Add a span; keyword attributes get the `quantscope.` prefix unless they contain a dot."""
         sid = span_id or f"{next(self._ids):016x}"
         a = {(k if "." in k else ATTR_PREFIX + k): v for k, v in attrs.items() if v is not None}
@@ -43,7 +44,7 @@ class SpanSet:
         self.spans.append({
             "trace_id": trace_id or self.trace_id, "span_id": sid, "parent": parent, "name": name,
             "start": self.ns(start), "end": self.ns(end), "attributes": a, "status": status, "message": message,
-            "resource": resource or {"service.name": service or self.service},
+            "resource": resource or {"service.name": service or self.service}, "kind": kind,
         })
         return sid
 
@@ -70,12 +71,12 @@ class SpanSet:
                 code = STATUS_ERROR  # the convention: failed jobs also carry span status ERROR
             by_res.setdefault(tuple(sorted(s["resource"].items())), []).append({
                 "traceId": s["trace_id"], "spanId": s["span_id"], "parentSpanId": s["parent"] or "",
-                "name": s["name"], "kind": 1,
+                "name": s["name"], "kind": s["kind"],
                 "startTimeUnixNano": str(s["start"]), "endTimeUnixNano": str(s["end"]),
-                "attributes": [{"key": k, "value": _to_any_value(v)} for k, v in s["attributes"].items()],
+                "attributes": [{"key": k, "value": to_any_value(v)} for k, v in s["attributes"].items()],
                 "status": {"code": code, "message": s["message"]} if code or s["message"] else {},
             })
         return [{"resourceSpans": [{
-            "resource": {"attributes": [{"key": k, "value": _to_any_value(v)} for k, v in res]},
+            "resource": {"attributes": [{"key": k, "value": to_any_value(v)} for k, v in res]},
             "scopeSpans": [{"scope": {"name": "spanset"}, "spans": spans}],
         }]} for res, spans in by_res.items()]

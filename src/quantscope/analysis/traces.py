@@ -1,9 +1,12 @@
 """Trace readers: OTLP JSON files and folders, Tempo, Jaeger v3 -> one typed span table.
 
 Everything is parsed one document (one line) at a time into compact columns (`array` buffers,
-then numpy), so a million spans never sit in memory as JSON or as Python dicts. Only the
-`quantscope.*` attributes are kept: they are all the analysis reads, and keeping httpx/psycopg2
-attributes would multiply memory by ten.
+then numpy), so a million spans never sit in memory as JSON or as Python dicts. Kept per span:
+the `quantscope.*` attributes, the keys the caller names (`keep`: a service's own `ticker`, a
+rules file's attribute matches), interned, and one byte of semantic-convention evidence (`conv`:
+a DB client attribute, an HTTP client attribute, an RPC attribute) for the phase rules. Other
+attributes (SQL text, URLs) are dropped at read time: memory stays bounded and nothing a report
+could leak is held.
 """
 
 from __future__ import annotations
@@ -57,6 +60,15 @@ _KIND_BY_NAME = {
     "SPAN_KIND_PRODUCER": 4,
     "SPAN_KIND_CONSUMER": 5,
 }
+# Semantic-convention evidence, one bit each (stable and older attribute names both).
+CONV_DB, CONV_HTTP, CONV_RPC = 1, 2, 4
+CONV_BITS: dict[str, int] = {
+    "db.system.name": CONV_DB, "db.system": CONV_DB,
+    "http.request.method": CONV_HTTP, "http.method": CONV_HTTP, "url.full": CONV_HTTP, "http.url": CONV_HTTP,
+    "rpc.system": CONV_RPC,
+}
+_KEEP_VALUE = 64  # a `wanted` flag beside the CONV bits
+SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3
 _TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 DEFAULT_LOOKBACK_S = 24 * 3600
 
@@ -177,14 +189,19 @@ class SpanTable:
     names: list[str]
     resources: list[dict[str, Any]]
     phase_names: list[str]
-    attrs: dict[int, dict[str, Any]]  # row -> quantscope.* attributes other than the phase
+    attrs: dict[int, dict[str, Any]]  # row -> quantscope.* and kept attributes other than the phase
     messages: dict[int, str]  # row -> status message
+    conv: np.ndarray | None = None  # int8 CONV_* bits per row (None: all zero)
     stats: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
+
+    def __post_init__(self) -> None:
+        if self.conv is None:
+            self.conv = np.zeros(len(self), dtype=np.int8)
 
     def name_code(self, name: str) -> int:
         try:
@@ -236,7 +253,14 @@ class SpanTable:
 class SpanTableBuilder:
     """Accumulates spans from any number of sources, then `finish()`es into a SpanTable."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Iterable[str] = ()) -> None:
+        # One lookup per attribute key: CONV bits, and whether to keep its value.
+        self._wanted: dict[str, int] = dict(CONV_BITS)
+        for k in keep:
+            if not k.startswith(ATTR_PREFIX):
+                self._wanted[k] = self._wanted.get(k, 0) | _KEEP_VALUE
+        self._interned: dict[Any, Any] = {}
+        self._conv = array("b")
         self._trace = array("i")
         self._span = array("Q")
         self._parent = array("Q")
@@ -320,7 +344,7 @@ class SpanTableBuilder:
                 {
                     "resource": {
                         "attributes": [
-                            {"key": k, "value": _to_any_value(v)} for k, v in (resource or {}).items()
+                            {"key": k, "value": to_any_value(v)} for k, v in (resource or {}).items()
                         ]
                     },
                     "scopeSpans": [
@@ -335,7 +359,7 @@ class SpanTableBuilder:
                                     "startTimeUnixNano": str(start_ns),
                                     "endTimeUnixNano": str(end_ns),
                                     "attributes": [
-                                        {"key": k, "value": _to_any_value(v)}
+                                        {"key": k, "value": to_any_value(v)}
                                         for k, v in (attributes or {}).items()
                                     ],
                                     "status": {"code": status, "message": message},
@@ -362,6 +386,8 @@ class SpanTableBuilder:
         rs = doc.get("resourceSpans")
         if rs is None:
             rs = doc.get("batches")
+        if rs is None and ("scopeSpans" in doc or "instrumentationLibrarySpans" in doc):
+            rs = [doc]  # a bare ResourceSpans (one per line, as some exporters write)
         if rs is None:
             if "trace" in doc:
                 return self.add_document(doc["trace"] or {}, where)
@@ -398,7 +424,7 @@ class SpanTableBuilder:
         # Lenient readers skip a bad document: drop its partial rows so columns stay aligned.
         for col in (
             self._trace, self._span, self._parent, self._name, self._kind,
-            self._status, self._start, self._end, self._res, self._phase,
+            self._status, self._start, self._end, self._res, self._phase, self._conv,
         ):
             del col[n:]
         for d in (self._attrs, self._messages):
@@ -416,6 +442,9 @@ class SpanTableBuilder:
             self._start.append, self._end.append, self._res.append, self._phase.append,
         )
         attrs_store, messages = self._attrs, self._messages
+        wanted_get = self._wanted.get
+        interned = self._interned
+        a_conv = self._conv.append
         span_int = _span_int
         any_value = _any_value
         prefix = ATTR_PREFIX
@@ -465,6 +494,7 @@ class SpanTableBuilder:
                             messages[row] = msg
                     ph = -1
                     kept = None
+                    conv = 0
                     for a in sp.get("attributes") or ():
                         k = a["key"]
                         if k[:1] == "q" and k.startswith(prefix):  # cheap first-char filter
@@ -477,6 +507,17 @@ class SpanTableBuilder:
                                 if kept is None:
                                     kept = {}
                                 kept[k] = v
+                        else:
+                            w = wanted_get(k)
+                            if w:
+                                conv |= w
+                                if w & 64:  # _KEEP_VALUE
+                                    v = any_value(a.get("value"))
+                                    if type(v) is str:
+                                        v = interned.setdefault(v, v)
+                                    if kept is None:
+                                        kept = {}
+                                    kept[k] = v
                     if kept is not None:
                         attrs_store[row] = kept
                     a_trace(t)
@@ -489,6 +530,7 @@ class SpanTableBuilder:
                     a_end(end)
                     a_res(r_ix)
                     a_phase(ph)
+                    a_conv(conv & 7)
                     row += 1
 
     # -- finish --
@@ -504,6 +546,7 @@ class SpanTableBuilder:
         end = np.frombuffer(self._end, dtype=np.int64).copy()
         res = np.frombuffer(self._res, dtype=np.int32).copy()
         phase = np.frombuffer(self._phase, dtype=np.int8).copy()
+        conv = np.frombuffer(self._conv, dtype=np.int8).copy()
         attrs, messages = self._attrs, self._messages
         stats = dict(self.stats)
 
@@ -521,8 +564,8 @@ class SpanTableBuilder:
         if n_dup:
             keep = ~dup
             new_row = np.cumsum(keep) - 1
-            trace, span, parent, name, kind, status, start, end, res, phase = (
-                a[keep] for a in (trace, span, parent, name, kind, status, start, end, res, phase)
+            trace, span, parent, name, kind, status, start, end, res, phase, conv = (
+                a[keep] for a in (trace, span, parent, name, kind, status, start, end, res, phase, conv)
             )
             attrs = {int(new_row[r]): v for r, v in attrs.items() if keep[r]}
             messages = {int(new_row[r]): v for r, v in messages.items() if keep[r]}
@@ -570,13 +613,14 @@ class SpanTableBuilder:
             phase_names=self._phase_names,
             attrs=attrs,
             messages=messages,
+            conv=conv,
             stats=stats,
             sources=list(self.sources),
             warnings=list(self.warnings),
         )
 
 
-def _to_any_value(v: Any) -> dict[str, Any]:
+def to_any_value(v: Any) -> dict[str, Any]:
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):
@@ -584,7 +628,7 @@ def _to_any_value(v: Any) -> dict[str, Any]:
     if isinstance(v, float):
         return {"doubleValue": v}
     if isinstance(v, (list, tuple)):
-        return {"arrayValue": {"values": [_to_any_value(x) for x in v]}}
+        return {"arrayValue": {"values": [to_any_value(x) for x in v]}}
     return {"stringValue": str(v)}
 
 
@@ -905,9 +949,11 @@ def read_spans(
     strict: bool = True,
     lookback_s: int = DEFAULT_LOOKBACK_S,
     client: Any = None,
+    keep: Iterable[str] = (),
 ) -> SpanTable:
-    """Read every source into one SpanTable (duplicates across sources are dropped)."""
-    builder = SpanTableBuilder()
+    """Read every source into one SpanTable (duplicates across sources are dropped). `keep`
+    names attributes beyond `quantscope.*` whose values the analysis needs."""
+    builder = SpanTableBuilder(keep)
     any_source = False
     with _gc_paused():
         for src in sources:
