@@ -260,8 +260,16 @@ def _mount_commands() -> None:
 _mount_commands()
 
 
+def _on_sigterm(signum, frame) -> None:
+    # Unwind like Ctrl-C, so every context manager stops what it started (API, k6, drills, DB).
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
     except KeyboardInterrupt:
