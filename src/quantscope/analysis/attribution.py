@@ -68,12 +68,13 @@ def _clock_of_resource(resources: list[dict[str, Any]]) -> np.ndarray:
     return out
 
 
-def resolve_hierarchy(table: SpanTable, jobs: JobSpec | None = None, own_phase: np.ndarray | None = None) -> Hierarchy:
+def resolve_hierarchy(table: SpanTable, jobs: JobSpec | None = None, own_phase: np.ndarray | None = None,
+                      is_job: np.ndarray | None = None) -> Hierarchy:
     """Walk the span forest top-down, one depth level at a time (vectorised per level)."""
     jobs = jobs or JobSpec()
     n = len(table)
     par = table.parent_row
-    is_job = jobs.job_mask(table)
+    is_job = jobs.job_mask(table) if is_job is None else is_job
     is_run = jobs.run_mask(table) & ~is_job
     has = par >= 0
     child_rows = np.flatnonzero(has)
@@ -285,12 +286,11 @@ class Attribution:
         return (self.job_end - self.job_start).astype(np.float64)
 
 
-def own_phases(table: SpanTable, jobs: JobSpec, rules: PhaseRules | None) -> np.ndarray:
+def own_phases(table: SpanTable, is_job: np.ndarray, rules: PhaseRules | None) -> np.ndarray:
     """phases.classify, plus: an unclassified span of the job's own process directly under an
     unclassified job is in-process work, i.e. compute (its subtree inherits that)."""
     own = classify(table, rules)
     par = table.parent_row
-    is_job = jobs.job_mask(table)
     kid = np.flatnonzero((par >= 0) & (own < 0))
     if kid.size:
         p = par[kid]
@@ -304,11 +304,11 @@ def own_phases(table: SpanTable, jobs: JobSpec, rules: PhaseRules | None) -> np.
 def attribute(table: SpanTable, jobs: JobSpec | None = None, rules: PhaseRules | None = None) -> Attribution:
     """Per-job phase time for every job span (JobSpec: backfill.job by default) in the table."""
     jobs = jobs or JobSpec()
-    own = own_phases(table, jobs, rules)
-    h = resolve_hierarchy(table, jobs, own)
+    is_job = jobs.job_mask(table)
+    own = own_phases(table, is_job, rules)
+    h = resolve_hierarchy(table, jobs, own, is_job)
     n = len(table)
     n_ph = len(table.phase_names)
-    is_job = jobs.job_mask(table)
     job_rows = np.flatnonzero(is_job & (h.depth >= 0))
     job_ix = np.full(n, -1, dtype=np.int64)
     job_ix[job_rows] = np.arange(job_rows.size)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +171,6 @@ def load_rules(path: str | Path) -> PhaseRules:
     return PhaseRules(tuple(rules), conventions=doc.get("conventions", True), source=str(p))
 
 
-def rules_from_options(path: str | Path | None, extra: Iterable[Rule] = ()) -> PhaseRules:
-    base = load_rules(path) if path is not None else PhaseRules()
-    return PhaseRules((*extra, *base.rules), base.conventions, base.source)
+def rules_from_options(path: str | Path | None) -> PhaseRules:
+    """The --phases option: a rules file, or none (quantscope.phase and the conventions only)."""
+    return load_rules(path) if path is not None else PhaseRules()
