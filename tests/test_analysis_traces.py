@@ -122,7 +122,7 @@ def test_trace_id_forms() -> None:
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c", '
          b'"spanId": "0000000000000001", "name": "x", "startTimeUnixNano": "soon", "endTimeUnixNano": "2"}]}]}]}\n',
          r"bad\.jsonl:1: span #1: ValueError"),
-        (b'{"data": [{"traceID": "abc", "spans": []}]}\n', r"legacy /api/traces JSON"),
+        (b'{"data": [{"traceID": "abc", "spans": [{"spanID": "1"}]}]}\n', r"bad\.jsonl:1: Jaeger JSON: .*missing field"),
         (b'{"hello": "world"}\n', r"bad\.jsonl:1: not OTLP trace JSON"),
         (b'[1, 2]\n', r"bad\.jsonl:1: expected a JSON object"),
         (b'{\n  "resourceSpans": [\n    {"scopeSpans": [}\n  ]\n}\n', r"bad\.jsonl:3:\d+: invalid JSON"),

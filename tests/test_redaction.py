@@ -1,6 +1,6 @@
 """Telemetry redaction: URL credentials, registered secrets, inlined SQL rows (str and bytes)."""
 
-from quantscope.instrumentation import redaction as r
+from quantscope.util import redaction as r
 
 
 def test_url_credentials_and_key_params_are_redacted():
@@ -31,3 +31,12 @@ def test_long_sql_is_truncated():
 
 def test_attributes_unchanged_return_none():
     assert r.redact_attributes({"quantscope.symbol": "AAPL", "n": 3}) is None
+
+
+def test_free_text_scrubs_quoted_urls_but_leaves_plain_words():
+    msg = "HTTP 429 for https://bob:hunter2@api.test/v2/aggs?ticker=AAPL&apiKey=abc123&x=1 (retry)"
+    out = r.redact_free_text(msg)
+    assert "abc123" not in out and "hunter2" not in out
+    assert out == "HTTP 429 for https://[REDACTED]@api.test/v2/aggs?ticker=AAPL&apiKey=[REDACTED]&x=1 (retry)"
+    assert r.redact_free_text("a=b and token is fine") == "a=b and token is fine"
+    assert r.redact_free_text("GET /v2?token=t0k3n") == "GET /v2?token=[REDACTED]"

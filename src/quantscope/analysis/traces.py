@@ -1,4 +1,4 @@
-"""Trace readers: OTLP JSON files and folders, Tempo, Jaeger v3 -> one typed span table.
+"""Trace readers: OTLP / Jaeger / Zipkin JSON files and folders, Tempo, Jaeger v3 -> one span table.
 
 Everything is parsed one document (one line) at a time into compact columns (`array` buffers,
 then numpy), so a million spans never sit in memory as JSON or as Python dicts. Kept per span:
@@ -6,7 +6,8 @@ the `quantscope.*` attributes, the keys the caller names (`keep`: a service's ow
 rules file's attribute matches), interned, and one byte of semantic-convention evidence (`conv`:
 a DB client attribute, an HTTP client attribute, an RPC attribute) for the phase rules. Other
 attributes (SQL text, URLs) are dropped at read time: memory stays bounded and nothing a report
-could leak is held.
+could leak is held. What is kept (named attributes, status messages, span names) passes through
+the exporters' redaction first: a foreign service's `url.full` or error text may quote its key.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import numpy as np
 import orjson
 
+from quantscope.util.redaction import SQL_ATTRS, URL_ATTRS, redact_free_text, redact_value
+
 from .conventions import (
     ATTR_PHASE,
     ATTR_PREFIX,
@@ -36,6 +39,14 @@ from .conventions import (
     PHASES,
     RES_SERVICE_NAME,
     SPAN_RUN,
+)
+from .foreign_formats import (
+    ForeignFormatError,
+    is_jaeger_document,
+    is_jaeger_trace,
+    is_zipkin_span,
+    jaeger_to_otlp,
+    zipkin_to_otlp,
 )
 
 __all__ = [
@@ -68,6 +79,8 @@ CONV_BITS: dict[str, int] = {
     "rpc.system": CONV_RPC,
 }
 _KEEP_VALUE = 64  # a `wanted` flag beside the CONV bits
+# Kept only when an option names them; scrubbed like the exporters do before any report shows them.
+_SENSITIVE_ATTRS = URL_ATTRS | SQL_ATTRS
 SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3
 _TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 DEFAULT_LOOKBACK_S = 24 * 3600
@@ -377,10 +390,21 @@ class SpanTableBuilder:
 
         Accepts an ExportTraceServiceRequest / TracesData (`resourceSpans`), Tempo's v1 trace
         (`batches`), Tempo's v2 trace (`{"trace": ...}`), Jaeger v3 (`{"result": ...}`) or a list
-        of those. Metrics and logs documents (the Collector writes them too) are skipped.
+        of those; Jaeger v1 / UI JSON and Zipkin v2 JSON are converted to OTLP first. Metrics and logs documents (the Collector writes them too) are skipped.
         """
         if isinstance(doc, list):
+            first = _first_leaf(doc)
+            if is_zipkin_span(first):
+                return self.add_document(_foreign(zipkin_to_otlp, doc, where, "Zipkin"), where)
+            if is_jaeger_trace(first):
+                return self.add_document(
+                    _foreign(jaeger_to_otlp, {"data": doc}, where, "Jaeger"), where
+                )
             return sum(self.add_document(d, where) for d in doc)
+        if is_jaeger_document(doc) or is_jaeger_trace(doc):
+            return self.add_document(_foreign(jaeger_to_otlp, doc, where, "Jaeger"), where)
+        if is_zipkin_span(doc):
+            return self.add_document(_foreign(zipkin_to_otlp, [doc], where, "Zipkin"), where)
         if not isinstance(doc, dict):
             raise TraceSourceError(f"{where}: expected a JSON object, got {type(doc).__name__}")
         rs = doc.get("resourceSpans")
@@ -398,11 +422,6 @@ class SpanTableBuilder:
                 return 0
             if not doc:
                 return 0  # Tempo answers {} for an empty trace
-            if "data" in doc and isinstance(doc["data"], list):
-                raise TraceSourceError(
-                    f"{where}: this is Jaeger's legacy /api/traces JSON; use the v3 API "
-                    f"(/api/v3/traces), which returns OTLP"
-                )
             keys = ", ".join(sorted(doc)[:5])
             raise TraceSourceError(
                 f"{where}: not OTLP trace JSON (no resourceSpans/batches; keys: {keys})"
@@ -444,6 +463,7 @@ class SpanTableBuilder:
         attrs_store, messages = self._attrs, self._messages
         wanted_get = self._wanted.get
         interned = self._interned
+        sensitive = _SENSITIVE_ATTRS
         a_conv = self._conv.append
         span_int = _span_int
         any_value = _any_value
@@ -476,7 +496,7 @@ class SpanTableBuilder:
                         if not isinstance(name, str):
                             raise ValueError(f"name must be a string, got {name!r}")
                         n = len(self._names)
-                        self._names.append(name)
+                        self._names.append(redact_free_text(name))  # some quote a whole URL
                         name_ix[name] = n
                     start = int(sp["startTimeUnixNano"])
                     end = int(sp["endTimeUnixNano"])
@@ -491,7 +511,7 @@ class SpanTableBuilder:
                             code = _STATUS_BY_NAME.get(code, 0)
                         msg = st.get("message")
                         if msg:
-                            messages[row] = msg
+                            messages[row] = redact_free_text(str(msg))
                     ph = -1
                     kept = None
                     conv = 0
@@ -513,8 +533,13 @@ class SpanTableBuilder:
                                 conv |= w
                                 if w & 64:  # _KEEP_VALUE
                                     v = any_value(a.get("value"))
-                                    if type(v) is str:
-                                        v = interned.setdefault(v, v)
+                                    if k in sensitive:
+                                        v = redact_value(k, v)
+                                    elif type(v) is str:
+                                        iv = interned.get(v)
+                                        if iv is None:
+                                            iv = interned[v] = redact_free_text(v)
+                                        v = iv
                                     if kept is None:
                                         kept = {}
                                     kept[k] = v
@@ -618,6 +643,19 @@ class SpanTableBuilder:
             sources=list(self.sources),
             warnings=list(self.warnings),
         )
+
+
+def _first_leaf(doc: list[Any]) -> Any:
+    while isinstance(doc, list) and doc:
+        doc = doc[0]
+    return doc
+
+
+def _foreign(convert: Any, doc: Any, where: str, kind: str) -> dict[str, Any]:
+    try:
+        return convert(doc)
+    except ForeignFormatError as exc:
+        raise TraceSourceError(f"{where}: {kind} JSON: {exc}") from None
 
 
 def to_any_value(v: Any) -> dict[str, Any]:

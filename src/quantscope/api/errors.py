@@ -89,7 +89,7 @@ class AccessLogRedactor(logging.Filter):
         return any(s in text or s in text.replace(" ", "+") for s in self.secrets)
 
     def redact(self, target: str) -> str:
-        from quantscope.instrumentation.redaction import REDACTED, SECRET_PARAMS
+        from quantscope.util.redaction import REDACTED, SECRET_PARAMS
 
         path, sep, query = target.partition("?")
         if self._secret(unquote(path)):

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from quantscope import __version__
-from quantscope.instrumentation import redaction
+from quantscope.util import redaction
 from quantscope.instrumentation.file_exporter import OtlpJsonFileExporter
 
 log = logging.getLogger("quantscope.telemetry")

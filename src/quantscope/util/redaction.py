@@ -1,5 +1,8 @@
-"""Keep secrets and bulk data out of telemetry: URL credentials, registered secrets, and the row
-values that execute_values inlines into SQL statements."""
+"""Keep secrets and bulk data out of telemetry and reports: URL credentials, registered secrets,
+and the row values that execute_values inlines into SQL statements.
+
+Neutral on purpose: the exporters use it on the way out, the analysis on what a foreign
+service's traces bring in (its URLs, SQL, error messages), so both apply one set of rules."""
 
 from __future__ import annotations
 
@@ -97,4 +100,20 @@ def redact_attributes(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def redact_text(text: str) -> str:
+    return _scrub(text)
+
+
+# Secrets inside free text (an error message or a span name that quotes a URL): a secret-named
+# query parameter's value, or the userinfo of a URL.
+_PARAM_IN_TEXT = re.compile(
+    r"([?&;](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)[^&;#\s'\"<>]*", re.IGNORECASE
+)
+_USERINFO_IN_TEXT = re.compile(r"(://)[^/\s@'\"<>]+@")
+
+
+def redact_free_text(text: str) -> str:
+    """Scrub URLs quoted anywhere in a text, plus registered secrets."""
+    if "=" in text or "@" in text:
+        text = _PARAM_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _USERINFO_IN_TEXT.sub(lambda m: m.group(1) + REDACTED + "@", text)
     return _scrub(text)
