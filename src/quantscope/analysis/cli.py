@@ -92,8 +92,9 @@ def backfill_command(
         list[str],
         typer.Option(
             "--traces", "-t", metavar="SRC",
-            help="OTLP JSON file/folder (.json, .jsonl, .gz), Tempo base URL, or Jaeger "
-                 "…/api/v3/traces URL. Repeat, or list several after one --traces.",
+            help="Trace file or folder (.json, .jsonl, .gz: OTLP JSON, Jaeger's /api/traces or UI "
+                 "JSON, Zipkin v2 JSON), Tempo base URL, or Jaeger …/api/v3/traces URL. Repeat, "
+                 "or list several after one --traces.",
         ),
     ],
     more: Annotated[
