@@ -7,6 +7,10 @@ skewed simulator server spans, a backoff, compute, store.write with psycopg2 spa
 attributes on each), written as the Collector file exporter does (one request per line, 512
 spans per export batch, children before parents). Then analyses it in a fresh subprocess so the
 peak RSS is the analysis alone. Budget: 1,000,000 spans in <= 20 s and <= 2 GB RSS.
+
+--foreign writes the same run as a service that never heard of quantscope would (job span
+`sync_ticker` with `ticker`/`interval`, no `quantscope.phase`) and analyses it with a rules file
+and those options: the rule masks, kept attributes and convention fallbacks all on the hot path.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def _kv(k: str, v: object) -> dict:
     return {"key": k, "value": {"stringValue": str(v)}}
 
 
-def generate(path: Path, n_spans: int, *, gz: bool, seed: int = 7) -> int:
+def generate(path: Path, n_spans: int, *, gz: bool, seed: int = 7, foreign: bool = False) -> int:
     rng = random.Random(seed)
     trace = "%032x" % rng.getrandbits(128)
     ids = iter(range(1, 1 << 62))
@@ -114,15 +118,17 @@ def generate(path: Path, n_spans: int, *, gz: bool, seed: int = 7) -> int:
             span(0, "marketdata.backoff", t, t + b, fetch, [_kv("quantscope.backoff_reason", "429")])
             t += b
             fetched = rng.randint(200, 5000)
-            span(0, "marketdata.fetch", fs, t, job, [_kv("quantscope.phase", "api"), _kv("quantscope.symbol", sym),
-                                                    _kv("quantscope.timeframe", tf)], span_id=fetch)
+            span(0, "marketdata.fetch", fs, t, job, [] if foreign else [
+                _kv("quantscope.phase", "api"), _kv("quantscope.symbol", sym), _kv("quantscope.timeframe", tf)],
+                span_id=fetch)
             cs = t
             comp = sid()
             for name in ("features.volatility", "features.momentum"):
                 d = rng.randint(500_000, 3_000_000)
                 span(0, name, t, t + d, comp, [])
                 t += d
-            span(0, "features.compute", cs, t, job, [_kv("quantscope.phase", "compute")], span_id=comp)
+            span(0, "features.compute", cs, t, job, [] if foreign else [_kv("quantscope.phase", "compute")],
+                 span_id=comp)
             ss = t
             store = sid()
             for _ in range(15):
@@ -132,18 +138,24 @@ def generate(path: Path, n_spans: int, *, gz: bool, seed: int = 7) -> int:
                     _kv("db.statement", "INSERT INTO bars (symbol, timeframe, ts, o, h, l, c, v) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO UPDATE"),
                     _kv("net.peer.name", "127.0.0.1"), _kv("net.peer.port", 5432)], kind=3)
                 t += d
-            span(0, "store.write", ss, t, job, [_kv("quantscope.phase", "db"), _kv("quantscope.write_strategy", "values")],
-                 span_id=store)
+            span(0, "store.write", ss, t, job, [] if foreign else [
+                _kv("quantscope.phase", "db"), _kv("quantscope.write_strategy", "values")], span_id=store)
             t += rng.randint(0, 500_000)
+            if foreign:
+                span(0, "sync_ticker", js, t, "", [_kv("ticker", sym), _kv("interval", tf), _kv("acme.attempt", 1)],
+                     span_id=job)
+                lanes[lane] = t
+                continue
             span(0, "backfill.job", js, t, run_sid, [
                 _kv("quantscope.run_id", run_id), _kv("quantscope.symbol", sym), _kv("quantscope.timeframe", tf),
                 _kv("quantscope.tier", "standard"), _kv("quantscope.records_fetched", fetched),
                 _kv("quantscope.records_inserted", fetched), _kv("quantscope.attempt", 1),
                 _kv("quantscope.status", "success")], span_id=job)
             lanes[lane] = t
-        span(0, "backfill.run", t0, max(lanes), "", [_kv("quantscope.run_id", run_id),
-                                                     _kv("quantscope.write_strategy", "values"),
-                                                     _kv("quantscope.concurrency", concurrency)], span_id=run_sid)
+        if not foreign:
+            span(0, "backfill.run", t0, max(lanes), "", [_kv("quantscope.run_id", run_id),
+                                                         _kv("quantscope.write_strategy", "values"),
+                                                         _kv("quantscope.concurrency", concurrency)], span_id=run_sid)
         flush()
     return written
 
@@ -153,14 +165,29 @@ import json, sys, time
 t0 = time.perf_counter()
 from quantscope.analysis.traces import read_spans
 from quantscope.analysis.backfill import analyze_backfill
+from quantscope.analysis.phases import JobSpec, PhaseRules, load_rules
 t1 = time.perf_counter()
-table = read_spans(sys.argv[1:])
+rules_path, sources = sys.argv[1], sys.argv[2:]
+if rules_path:
+    jobs, rules = JobSpec(job_span="sync_*", symbol_attr="ticker", timeframe_attr="interval"), load_rules(rules_path)
+else:
+    jobs, rules = JobSpec(), PhaseRules()
+table = read_spans(sources, keep=jobs.keys() | rules.keys())
 t2 = time.perf_counter()
-rep = analyze_backfill(table)
+rep = analyze_backfill(table, jobs=jobs, rules=rules)
 t3 = time.perf_counter()
 print(json.dumps({"spans": len(table), "import_s": t1 - t0, "read_s": t2 - t1, "analyze_s": t3 - t2,
-                  "jobs": rep["totals"]["jobs_total"], "verdict": rep["bottleneck"]["bottleneck"],
+                  "jobs": rep["totals"]["jobs_total"], "verdict": rep["bottleneck"]["phase"],
                   "api_percent": rep["totals"]["api_percent"]}))
+"""
+
+RULES = """\
+# bench: the foreign run's own wrapper spans, by name
+rules:
+  - {name: "marketdata.*", phase: api}
+  - {name: "features.*", phase: compute}
+  - {name: "store.*", phase: db}
+  - {name: "never.matches", attributes: {acme.attempt: 9}, phase: db}
 """
 
 
@@ -168,22 +195,27 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spans", type=int, default=1_000_000)
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--foreign", action="store_true", help="a foreign service's spans, analysed with rules + options")
     ap.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp") + "/quantscope-bench")
     ap.add_argument("--budget-seconds", type=float, default=20.0)
     ap.add_argument("--budget-rss-mb", type=float, default=2048.0)
     args = ap.parse_args()
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"spans-{args.spans}.jsonl{'.gz' if args.gzip else ''}"
+    path = d / f"spans-{args.spans}{'-foreign' if args.foreign else ''}.jsonl{'.gz' if args.gzip else ''}"
+    rules = ""
+    if args.foreign:
+        rules = str(d / "bench-phases.yaml")
+        Path(rules).write_text(RULES)
     if not path.exists():
         t = time.perf_counter()
-        n = generate(path.with_suffix(".tmp"), args.spans, gz=args.gzip)
+        n = generate(path.with_suffix(".tmp"), args.spans, gz=args.gzip, foreign=args.foreign)
         path.with_suffix(".tmp").rename(path)
         print(f"generated {n:,} spans -> {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", CHILD, rules, str(path)], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if out.returncode != 0:
         print(out.stderr, file=sys.stderr)
@@ -193,7 +225,7 @@ def main() -> int:
     print(f"file: {path.name} ({path.stat().st_size / 1e6:.0f} MB), {r['spans']:,} spans, {r['jobs']:,} jobs")
     print(f"read  {r['read_s']:.2f}s   analyse {r['analyze_s']:.2f}s   process wall {wall:.2f}s (imports {r['import_s']:.2f}s)")
     print(f"throughput {r['spans'] / (r['read_s'] + r['analyze_s']):,.0f} spans/s   peak RSS {rss_mb:,.0f} MB")
-    print(f"verdict: {r['verdict']} (API {r['api_percent']:.0f}%)")
+    print(f"verdict: {r['verdict']} (API {r['api_percent']:.0f}%)" + (" [foreign: rules file + options]" if rules else ""))
     ok = wall <= args.budget_seconds and rss_mb <= args.budget_rss_mb
     print(f"budget {args.budget_seconds:.0f}s / {args.budget_rss_mb:.0f} MB: "
           f"{wall / args.budget_seconds:.2f}x time, {rss_mb / args.budget_rss_mb:.2f}x memory -> {'OK' if ok else 'OVER'}")

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from quantscope.analysis.conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
 
 PARTS = ("backfill", "load", "rto-rpo")
@@ -50,8 +51,19 @@ def validate_command(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Concurrent backfill jobs")] = 5,
     bars: Annotated[int, typer.Option(min=10, max=100_000, help="Approximate bars per job")] = 1000,
     profile: Annotated[str, typer.Option(help="Simulator profile: instant | polygon-like | slow")] = "polygon-like",
-    api_url: Annotated[Optional[str], typer.Option(help="Load-test a running API instead of starting one")] = None,
+    api_url: Annotated[Optional[str], typer.Option(
+        help="Load-test a running API instead of starting one (loopback only unless --allow-remote)")] = None,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Let --api-url name a host outside 127.0.0.0/8: one you own and may load")] = False,
     tempo_url: Annotated[Optional[str], typer.Option(help="Analyse the backfill from Tempo (spans exported by OTLP)")] = None,
+    job_span: Annotated[str, typer.Option(help="With --tempo-url: name (or glob) of the job span")] = SPAN_JOB,
+    jobs: Annotated[str, typer.Option(help="With --tempo-url: spans | roots (each trace root is a job)")] = "spans",
+    run_span: Annotated[str, typer.Option(help="With --tempo-url: name of the run span")] = SPAN_RUN,
+    symbol_attr: Annotated[str, typer.Option(help="With --tempo-url: job attribute naming the symbol")] = ATTR_SYMBOL,
+    timeframe_attr: Annotated[str, typer.Option(
+        help="With --tempo-url: job attribute naming the timeframe")] = ATTR_TIMEFRAME,
+    phases: Annotated[Optional[Path], typer.Option(
+        help="Phase rules file for the Tempo analysis and the load test's DB spans (config/phases.yaml)")] = None,
     load_requests: Annotated[int, typer.Option(min=1, max=100_000, help="Requests per load scenario")] = 100,
     load_vus: Annotated[int, typer.Option(min=1, max=1000, help="k6 virtual users")] = 100,
     scenarios: Annotated[Optional[str], typer.Option(help="Comma-separated load scenarios (default: all four)")] = None,
@@ -81,8 +93,16 @@ def validate_command(
         qcli._fail(f"unknown part(s) {', '.join(bad)}; expected {', '.join(PARTS)}")
     if profile not in PROFILES:
         qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    if api_url and not api_url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        qcli._fail("load tests only target this machine: --api-url must be http://127.0.0.1:<port>")
+    from quantscope.analysis.phases import PhaseRulesError, job_and_phase_options
+    from quantscope.loadtest.runner import LoadTestError, check_api_url
+
+    try:
+        if api_url:
+            api_url = check_api_url(api_url, allow_remote=allow_remote)
+        jobspec, rules = job_and_phase_options(job_span, jobs, run_span, symbol_attr, timeframe_attr,
+                                               absolute(phases) if phases is not None else None)
+    except (LoadTestError, PhaseRulesError) as e:
+        qcli._fail(str(e))
     if compare_to is not None and not (compare_to / OUTPUTS["run"]).exists() \
             and not (compare_to / OUTPUTS["baseline"]).exists():
         qcli._fail(f"--compare-to {compare_to}: no earlier validate run there (expected {OUTPUTS['baseline']})")
@@ -115,9 +135,11 @@ def validate_command(
 
     with database(settings) as db:
         if "backfill" in chosen:
-            baseline = _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url, out_dir, errors)
+            baseline = _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url, out_dir, errors,
+                                      jobspec=jobspec, rules=rules)
         if "load" in chosen:
-            load = _part_load(settings, db, api_url, load_scs, load_requests, load_vus, out_dir, errors)
+            load = _part_load(settings, db, api_url, load_scs, load_requests, load_vus, out_dir, errors,
+                              allow_remote=allow_remote, rules=rules)
         if "rto-rpo" in chosen:
             rto = _part_rto(db, drills, time_scale, out_dir, errors)
     from quantscope.instrumentation.setup import current
@@ -192,7 +214,8 @@ def exit_code(errors: dict[str, str], missed: list[str]) -> int:
     return EXIT_TARGET_MISSED if missed else EXIT_OK
 
 
-def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url, out_dir, errors):
+def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url, out_dir, errors, *,
+                   jobspec=None, rules=None):
     from quantscope import cli as qcli
     from quantscope.backfill.baseline import BaselineError, run_baseline
     from quantscope.instrumentation import names
@@ -204,7 +227,7 @@ def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url
                             out=out_dir / OUTPUTS["baseline"], db=db)
         report = base.report
         if tempo_url:
-            report = _from_tempo(tempo_url, base, errors) or report
+            report = _from_tempo(tempo_url, base, errors, jobspec, rules) or report
     except (BaselineError, OSError, RuntimeError) as e:
         errors["backfill"] = str(e)
         return None
@@ -217,20 +240,25 @@ def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url
     return report
 
 
-def _from_tempo(tempo_url, base, errors):
-    """The same analysis from Tempo's copy of the spans (exported by OTLP), when asked."""
+def _from_tempo(tempo_url, base, errors, jobspec=None, rules=None):
+    """The same analysis from Tempo's copy of the spans (exported by OTLP), when asked, with the
+    job and phase options (a Collector pipeline may rename or drop what the files hold)."""
     from quantscope.analysis.backfill import AnalysisError, analyze_backfill
+    from quantscope.analysis.phases import JobSpec, PhaseRules
     from quantscope.analysis.traces import TraceSourceError, read_spans
 
+    jobspec, rules = jobspec or JobSpec(), rules or PhaseRules()
     try:
-        table = read_spans([tempo_url], run_id=base.result.run_id)
-        return analyze_backfill(table, {**base.meta, "trace_source": tempo_url}, run_id=base.result.run_id)
+        table = read_spans([tempo_url], run_id=base.result.run_id, keep=jobspec.keys() | rules.keys())
+        return analyze_backfill(table, {**base.meta, "trace_source": tempo_url}, run_id=base.result.run_id,
+                                jobs=jobspec, rules=rules)
     except (TraceSourceError, AnalysisError) as e:
         errors["tempo"] = f"analysis from {tempo_url} failed ({e}); the report uses the local trace files"
         return None
 
 
-def _part_load(settings, db, api_url, scenarios, requests, vus, out_dir, errors):
+def _part_load(settings, db, api_url, scenarios, requests, vus, out_dir, errors, *, allow_remote=False,
+               rules=None):
     from quantscope import cli as qcli
     from quantscope.analysis.load import LoadReportError, format_summary
     from quantscope.loadtest.runner import K6Options, LoadTestError, run_loadtest
@@ -239,7 +267,7 @@ def _part_load(settings, db, api_url, scenarios, requests, vus, out_dir, errors)
     try:
         with qcli.console.status("load test") as status:
             res = run_loadtest(settings, scenarios=scenarios, out_dir=out_dir, api_url=api_url, db=db,
-                               k6=K6Options(requests=requests, vus=vus),
+                               k6=K6Options(requests=requests, vus=vus), allow_remote=allow_remote, rules=rules,
                                notify=lambda m: (status.update(m), qcli.console.log(m)))
     except (LoadTestError, LoadReportError, OSError) as e:
         errors["load"] = str(e)

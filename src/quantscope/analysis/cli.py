@@ -21,7 +21,7 @@ from rich.text import Text
 
 from .backfill import AnalysisError, analyze_backfill, format_summary
 from .conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
-from .phases import JobSpec, PhaseRulesError, rules_from_options
+from .phases import PhaseRulesError, job_and_phase_options
 from .compare import CompareError, compare_reports, format_comparison
 from .traces import TraceSourceError, read_spans
 
@@ -155,16 +155,9 @@ def backfill_command(
 
 def analysis_options(job_span: str, jobs: str, run_span: str, symbol_attr: str, timeframe_attr: str,
                      phases: Path | None):
-    """The job and phase options of `analyze backfill` (and `validate`) -> (JobSpec, PhaseRules)."""
-    if jobs not in ("spans", "roots"):
-        raise PhaseRulesError(f"--jobs must be spans or roots, got {jobs!r}")
-    for flag, v in (("--job-span", job_span), ("--run-span", run_span), ("--symbol-attr", symbol_attr),
-                    ("--timeframe-attr", timeframe_attr)):
-        if not v.strip():
-            raise PhaseRulesError(f"{flag} must not be empty")
-    spec = JobSpec(job_span=job_span, roots=jobs == "roots", run_span=run_span, symbol_attr=symbol_attr,
-                   timeframe_attr=timeframe_attr)
-    return spec, rules_from_options(_absolute(phases) if phases is not None else None)
+    """The job and phase options of `analyze backfill` -> (JobSpec, PhaseRules)."""
+    return job_and_phase_options(job_span, jobs, run_span, symbol_attr, timeframe_attr,
+                                 _absolute(phases) if phases is not None else None)
 
 
 def _load_report(path: Path) -> dict[str, Any]:

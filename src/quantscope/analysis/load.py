@@ -18,8 +18,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import orjson
 
-from quantscope.analysis.conventions import (ATTR_CACHE_HIT, SERVICE_API, SPAN_CACHE_LOOKUP, SPAN_SERIALIZE,
+from quantscope.analysis.conventions import (ATTR_CACHE_HIT, PHASE_API, PHASE_DB, SPAN_CACHE_LOOKUP, SPAN_SERIALIZE,
                                               SPAN_STORE_READ, TIMEFRAME_ORDER)
+from quantscope.analysis.phases import PhaseRules, classify
 from quantscope.analysis.traces import SpanTable
 
 SCHEMA_VERSION = 1
@@ -233,42 +234,91 @@ class ServerTimes:
     components_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0.0))
     cache_hits: int = 0
     cache_lookups: int = 0
+    services: Counter[str] = field(default_factory=Counter)  # the API's service.name, per joined request
+    db_named: int = 0  # store.read spans counted as DB read
+    db_client: int = 0  # DB client spans (phase rules) counted as DB read
 
 
-def index_server_spans(spans: SpanTable | None) -> dict[str, dict[str, Any]]:
-    """trace id -> the API's server span duration and its named children's time (ms)."""
+def index_server_spans(spans: SpanTable | None, rules: PhaseRules | None = None,
+                       service: str | None = None) -> dict[str, dict[str, Any]]:
+    """trace id -> the API's server span duration and its children's time (ms).
+
+    The API's span is the topmost SERVER span of each trace (k6's traceparent makes it a child of
+    a span no file holds), of `service` when one is named, else of any service: a foreign API
+    needs no configuration. Its children: quantscope's own `cache.lookup` / `store.read` /
+    `response.serialize`, then DB spans by the backfill's phase rules (`quantscope.phase`, a
+    rules file, `db.system*`) as DB read, their overlap counted once; the rest is other server
+    time.
+    """
     if spans is None or len(spans) == 0:
         return {}
     out: dict[str, dict[str, Any]] = {}
     server_rows = np.flatnonzero(spans.kind == SPAN_KIND_SERVER)
     by_row: dict[int, dict[str, Any]] = {}
     for row in server_rows.tolist():
-        if spans.service(row) != SERVICE_API:
+        if service is not None and spans.service(row) != service:
             continue
         tid = spans.trace_ids[int(spans.trace[row])]
         prev = out.get(tid)
         if prev is not None and prev["parent_remote"] and int(spans.parent_row[row]) >= 0:
             continue
         rec = {"server_ms": (int(spans.end[row]) - int(spans.start[row])) / 1e6,
-               "parent_remote": int(spans.parent_row[row]) < 0, "children": defaultdict(float), "cache_hit": None}
+               "parent_remote": int(spans.parent_row[row]) < 0, "children": defaultdict(float), "cache_hit": None,
+               "service": spans.service(row), "named_db": 0, "db_client": 0}
+        if prev is not None:
+            by_row.pop(prev["row"], None)
+        rec["row"] = row
         out[tid] = rec
         by_row[row] = rec
     if not by_row:
         return out
+    parent_row = spans.parent_row
+    named_rows = set()
     for name, comp in COMPONENT_SPANS.items():
         for row in spans.rows_named(name).tolist():
-            parent = int(spans.parent_row[row])
-            # Children of the server span, or one level below it (FastAPI's handler span).
+            named_rows.add(row)
+            parent = int(parent_row[row])
+            # Children of the server span, or below it (FastAPI's handler span).
             while parent >= 0 and parent not in by_row:
-                parent = int(spans.parent_row[parent])
+                parent = int(parent_row[parent])
             if parent < 0:
                 continue
             rec = by_row[parent]
             rec["children"][comp] += (int(spans.end[row]) - int(spans.start[row])) / 1e6
+            if comp == "store_read":
+                rec["named_db"] += 1
             if name == SPAN_CACHE_LOOKUP:
                 hit = spans.attr(row, ATTR_CACHE_HIT)
                 if hit is not None:
                     rec["cache_hit"] = bool(hit)
+    own = classify(spans, rules)
+    db_rows = set(np.flatnonzero(own == spans.phase_names.index(PHASE_DB)).tolist())
+    # Outbound calls: a downstream service's DB time is that call's time, not the API's DB read.
+    outbound = set(np.flatnonzero(own == spans.phase_names.index(PHASE_API)).tolist())
+    stop = db_rows | named_rows | outbound
+    intervals: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for row in sorted(db_rows):
+        parent = int(parent_row[row])
+        # Only the outermost DB span, none inside a named component (store.read's own queries)
+        # and none below an outbound call.
+        while parent >= 0 and parent not in by_row and parent not in stop:
+            parent = int(parent_row[parent])
+        if parent < 0 or parent not in by_row:
+            continue
+        intervals[parent].append((int(spans.start[row]), int(spans.end[row])))
+    for parent, ivs in intervals.items():
+        ivs.sort()
+        total, cur_s, cur_e = 0, ivs[0][0], ivs[0][1]
+        for s_, e_ in ivs[1:]:
+            if s_ > cur_e:
+                total += cur_e - cur_s
+                cur_s, cur_e = s_, e_
+            else:
+                cur_e = max(cur_e, e_)
+        total += cur_e - cur_s
+        rec = by_row[parent]
+        rec["children"]["store_read"] += total / 1e6
+        rec["db_client"] += len(ivs)
     return out
 
 
@@ -282,6 +332,9 @@ def join_server_time(req: K6Requests, idx: np.ndarray, server: dict[str, dict[st
         if rec is None:
             continue
         st.joined += 1
+        st.services[rec.get("service") or "(no service.name)"] += 1
+        st.db_named += rec.get("named_db", 0)
+        st.db_client += rec.get("db_client", 0)
         client = float(req.duration_ms[i])
         srv = rec["server_ms"]
         st.server_ms.append(srv)
@@ -309,6 +362,8 @@ def server_section(st: ServerTimes) -> dict[str, Any]:
         # Share of the client-observed time (summed over joined requests) each component explains.
         "shares": {k: (_r(v / total, 4) if total > 0 else None) for k, v in st.components_ms.items()},
         "cache_hit_ratio": _r(st.cache_hits / st.cache_lookups, 4) if st.cache_lookups else None,
+        "services": dict(st.services.most_common()),
+        "db_spans": {"store_read": st.db_named, "db_client": st.db_client},
     }
 
 
@@ -418,7 +473,13 @@ def bottleneck(scenarios: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "evidence": ["no server spans were joined to the k6 requests: server-side attribution unavailable"]}
     shares = {k: v / total for k, v in totals.items()}
     primary = max(shares, key=shares.__getitem__)
-    labels = {"cache_lookup": "cache lookup", "store_read": "DB read (store.read)",
+    db = Counter()
+    for sc in scenarios:
+        db.update(((sc.get("server") or {}).get("db_spans")) or {})
+    db_source = ("store.read" if db["store_read"] and not db["db_client"] else
+                 "DB client spans" if db["db_client"] and not db["store_read"] else
+                 "store.read and DB client spans" if db["db_client"] else "no DB spans")
+    labels = {"cache_lookup": "cache lookup", "store_read": f"DB read ({db_source})",
               "serialize": "response serialization", "other_server": "other server time (framework, middleware)",
               "unexplained_client": "time the server does not explain (queueing before the app, saturation)"}
     evidence = [f"{labels[k]}: {shares[k]:.0%} of client-observed time" for k in
@@ -426,7 +487,8 @@ def bottleneck(scenarios: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if saturated:
         evidence.append(f"API CPU saturated during: {', '.join(saturated)}")
     return {"primary": primary, "label": labels[primary], "shares": {k: _r(v, 4) for k, v in shares.items()},
-            "cpu_saturated_in": saturated, "failing_scenarios": failing, "evidence": evidence}
+            "cpu_saturated_in": saturated, "failing_scenarios": failing, "evidence": evidence,
+            "db_read_from": db_source}
 
 
 def recommendations(b: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> list[str]:
@@ -439,6 +501,10 @@ def recommendations(b: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> l
         else:
             out.append("Requests wait outside the handler without CPU saturation: check the event loop for "
                        "blocking calls, the threadpool size and the client/network path.")
+    elif primary == "store_read" and b.get("db_read_from") == "DB client spans":
+        out.append("DB reads dominate (the API's DB client spans): look at the slowest statements and their "
+                   "indexes, cache hot keys in front of the database, and size the connection pool to the "
+                   "concurrency.")
     elif primary == "store_read":
         out.append("DB reads dominate: keep the (symbol, timeframe, ts DESC) index, raise the cache size so hot "
                    "keys stay cached, and size the connection pool to the concurrency.")
@@ -469,8 +535,9 @@ def recommendations(b: dict[str, Any], scenarios: Sequence[dict[str, Any]]) -> l
 
 
 def build_report(runs: Iterable[ScenarioRun], *, targets: dict[str, float], spans: SpanTable | None = None,
-                 cores: int = 1, workers: int = 1, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    server = index_server_spans(spans)
+                 cores: int = 1, workers: int = 1, meta: dict[str, Any] | None = None,
+                 rules: PhaseRules | None = None, api_service: str | None = None) -> dict[str, Any]:
+    server = index_server_spans(spans, rules, api_service)
     runs = list(runs)
     scenarios = [scenario_report(r, targets, server, cores, workers) for r in runs]
     # One timeline of the API's CPU/RSS across the scenarios, in real seconds from the first.

@@ -24,7 +24,8 @@ import numpy as np
 from .conventions import ATTR_PHASE, ATTR_SYMBOL, ATTR_TIMEFRAME, PHASES, SPAN_JOB, SPAN_RUN
 from .traces import CONV_DB, CONV_HTTP, CONV_RPC, SPAN_KIND_CLIENT, SpanTable
 
-__all__ = ["JobSpec", "PhaseRules", "PhaseRulesError", "Rule", "classify", "load_rules"]
+__all__ = ["JobSpec", "PhaseRules", "PhaseRulesError", "Rule", "classify", "job_and_phase_options", "load_rules",
+           "rules_from_options"]
 
 KINDS = {"unspecified": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "phases.schema.json"
@@ -174,3 +175,19 @@ def load_rules(path: str | Path) -> PhaseRules:
 def rules_from_options(path: str | Path | None) -> PhaseRules:
     """The --phases option: a rules file, or none (quantscope.phase and the conventions only)."""
     return load_rules(path) if path is not None else PhaseRules()
+
+
+def job_and_phase_options(job_span: str = SPAN_JOB, jobs: str = "spans", run_span: str = SPAN_RUN,
+                          symbol_attr: str = ATTR_SYMBOL, timeframe_attr: str = ATTR_TIMEFRAME,
+                          phases: str | Path | None = None) -> tuple[JobSpec, PhaseRules]:
+    """The job and phase options (`analyze backfill`, `validate`) -> (JobSpec, PhaseRules);
+    PhaseRulesError names the bad option in one line."""
+    if jobs not in ("spans", "roots"):
+        raise PhaseRulesError(f"--jobs must be spans or roots, got {jobs!r}")
+    for flag, v in (("--job-span", job_span), ("--run-span", run_span), ("--symbol-attr", symbol_attr),
+                    ("--timeframe-attr", timeframe_attr)):
+        if not v.strip():
+            raise PhaseRulesError(f"{flag} must not be empty")
+    spec = JobSpec(job_span=job_span, roots=jobs == "roots", run_span=run_span, symbol_attr=symbol_attr,
+                   timeframe_attr=timeframe_attr)
+    return spec, rules_from_options(phases)

@@ -14,12 +14,21 @@ console = Console()
 def loadtest_command(
     scenario: Annotated[Optional[list[str]], typer.Option(
         "--scenario", "-s", help="cached_symbol | uncached_mix | variable_limits | variable_timeframes (repeatable)")] = None,
-    api_url: Annotated[Optional[str], typer.Option(help="A running API; default: start one on 127.0.0.1")] = None,
+    api_url: Annotated[Optional[str], typer.Option(
+        help="A running API (loopback only unless --allow-remote); default: start one on 127.0.0.1")] = None,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Let --api-url name a host outside 127.0.0.0/8: one you own and may load")] = False,
+    phases: Annotated[Optional[Path], typer.Option(
+        help="Phase rules file (config/phases.yaml): which of the API's child spans are DB time")] = None,
+    api_service: Annotated[Optional[str], typer.Option(
+        help="service.name of the API's server spans (default: the topmost SERVER span of each request)")] = None,
     admin_token: Annotated[Optional[str], typer.Option(
         envvar="QUANTSCOPE_ADMIN_TOKEN", help="Admin token of --api-url, to warm/clear its cache")] = None,
     api_pid: Annotated[Optional[int], typer.Option(help="PID of --api-url's process, to sample CPU/RSS")] = None,
     traces: Annotated[Optional[list[str]], typer.Option(
         help="Extra trace sources with the API's server spans (files, dir, Tempo URL)")] = None,
+    trace_wait: Annotated[float, typer.Option(
+        min=0, max=600, help="With --api-url and --traces: seconds to wait for the API to flush its spans")] = 15.0,
     mode: Annotated[str, typer.Option(help="burst (the seed: N requests at N VUs) | sustained")] = "burst",
     requests: Annotated[int, typer.Option(min=1, max=100_000, help="Requests per scenario (burst)")] = 100,
     vus: Annotated[int, typer.Option(min=1, max=1000, help="Virtual users")] = 100,
@@ -29,8 +38,9 @@ def loadtest_command(
 ) -> None:
     """Run the load scenarios with k6 and write load_test_report.json (bottleneck + recommendations)."""
     from quantscope.analysis.load import format_summary
+    from quantscope.analysis.phases import PhaseRulesError, rules_from_options
     from quantscope.cli import _fail, _settings
-    from quantscope.loadtest.runner import K6Options, LoadTestError, run_loadtest, select_scenarios
+    from quantscope.loadtest.runner import K6Options, LoadTestError, check_api_url, run_loadtest, select_scenarios
     from quantscope.objectives import parse_duration
     from quantscope.settings import absolute, absolute_sources
 
@@ -41,16 +51,18 @@ def loadtest_command(
     try:
         parse_duration(duration)
         scs = select_scenarios(scenario)
+        if api_url:
+            api_url = check_api_url(api_url, allow_remote=allow_remote)
+        rules = rules_from_options(absolute(phases) if phases else None)
         settings = _settings()
-    except (ValueError, LoadTestError) as e:
+    except (ValueError, LoadTestError, PhaseRulesError) as e:
         _fail(str(e))
-    if api_url and not api_url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        _fail("load tests only target this machine: --api-url must be http://127.0.0.1:<port>")
     try:
         with console.status("load test") as status:
             result = run_loadtest(
                 settings, scenarios=scs, out_dir=out, api_url=api_url, admin_token=admin_token, api_pid=api_pid,
-                trace_sources=traces, workers=workers,
+                trace_sources=traces, workers=workers, allow_remote=allow_remote, rules=rules,
+                api_service=api_service, trace_wait_s=trace_wait,
                 k6=K6Options(mode=mode, requests=requests, vus=vus, duration=duration),
                 notify=lambda m: (status.update(m), console.log(m)),
                 on_scenario=lambda n, info: console.log(f"{n}: {info['requests']} requests, k6 exit {info['exit_code']}"))

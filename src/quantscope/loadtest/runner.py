@@ -7,6 +7,7 @@ data, samples the API process tree's CPU and RSS, and hands raw points to analys
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -24,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -182,6 +185,38 @@ class ApiTarget:
     traces_dir: Path | None
     workers: int = 1
     started_here: bool = False
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(url: str, *, allow_remote: bool = False) -> str:
+    """The --api-url to load: an http(s) base URL; a host outside the loopback range (127.0.0.0/8,
+    ::1, localhost) only with allow_remote, the user's word that the host is theirs to load."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        raise LoadTestError(f"--api-url {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise LoadTestError(f"--api-url must be an http(s) URL with a host, e.g. http://127.0.0.1:8000; got {url!r}")
+    if parts.username or parts.password:
+        raise LoadTestError("--api-url must not carry credentials; pass the admin token as QUANTSCOPE_ADMIN_TOKEN")
+    if parts.query or parts.fragment:
+        raise LoadTestError(f"--api-url is a base URL: no query or fragment, got {url!r}")
+    if not allow_remote and not is_loopback_host(host):
+        raise LoadTestError(
+            f"--api-url host {host!r} is not this machine: load tests target the loopback range "
+            "(http://127.0.0.1:<port>) unless --allow-remote says the host is yours to load"
+        )
+    return url.rstrip("/")
 
 
 @contextmanager
@@ -388,16 +423,44 @@ def _ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
     return missing
 
 
+def read_settled_spans(sources: Sequence[str], wanted: set[str], *, rules: Any = None,
+                       api_service: str | None = None, wait_s: float = 15.0, poll_s: float = 1.0,
+                       notify: Callable[[str], None] = lambda m: None) -> Any:
+    """Read the trace sources; while some wanted trace ids have no server span yet (a batch
+    exporter that has not flushed), read again every `poll_s` up to `wait_s`."""
+    from quantscope.analysis.load import index_server_spans
+    from quantscope.analysis.traces import read_spans
+
+    keep = rules.keys() if rules is not None else ()
+    deadline = time.monotonic() + wait_s
+    while True:
+        spans = read_spans(sources, strict=False, keep=keep)
+        if not wanted or time.monotonic() >= deadline:
+            return spans
+        found = len(wanted & index_server_spans(spans, rules, api_service).keys())
+        if found >= len(wanted):
+            return spans
+        notify(f"waiting for the API's spans to be flushed: {found}/{len(wanted)} requests joined")
+        time.sleep(poll_s)
+
+
 def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: Path, api_url: str | None = None,
                  admin_token: str | None = None, api_pid: int | None = None,
                  trace_sources: Sequence[str] = (), k6: K6Options | None = None, workers: int = 1,
                  db: Any = None, notify: Callable[[str], None] = lambda m: None,
-                 on_scenario: Callable[[str, dict[str, Any]], None] | None = None) -> LoadTestResult:
-    """Every scenario, one k6 run each, then load_test_report.json in `out_dir`."""
+                 on_scenario: Callable[[str, dict[str, Any]], None] | None = None,
+                 allow_remote: bool = False, rules: Any = None,
+                 api_service: str | None = None, trace_wait_s: float = 15.0) -> LoadTestResult:
+    """Every scenario, one k6 run each, then load_test_report.json in `out_dir`.
+
+    `rules` (analysis.phases.PhaseRules) say which of the API's child spans are DB time;
+    `api_service` picks the API's server spans by service.name (default: any service). A running
+    API (`api_url`) flushes its spans on its own schedule: its trace sources are re-read for up to
+    `trace_wait_s` until every successful request's server span is there."""
     from contextlib import ExitStack
 
     from quantscope.analysis.load import ScenarioRun, build_report, read_k6_points, read_k6_summary
-    from quantscope.analysis.traces import TraceSourceError, read_spans
+    from quantscope.analysis.traces import TraceSourceError
 
     k6 = k6 or K6Options()
     out_dir = out_dir.absolute()
@@ -407,6 +470,7 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
     started = time.time()
     with ExitStack() as stack:
         if api_url:
+            api_url = check_api_url(api_url, allow_remote=allow_remote)
             token = admin_token or (settings.admin_token.get_secret_value() if settings.admin_token else None)
             target = ApiTarget(api_url.rstrip("/"), token, api_pid, None, workers)
         else:
@@ -445,8 +509,10 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
                *trace_sources]
     spans, span_error = None, None
     if sources:
+        wanted = {t for r in runs for t, st in zip(r.requests.trace_id, r.requests.status.tolist()) if t and st == 200}
         try:
-            spans = read_spans(sources, strict=False)
+            spans = read_settled_spans(sources, wanted, rules=rules, api_service=api_service,
+                                       wait_s=0.0 if target.started_here else trace_wait_s, notify=notify)
         except TraceSourceError as e:
             span_error = str(e)
     meta = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -457,7 +523,8 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
                             "requests_per_scenario": k6.requests if k6.mode == "burst" else None,
                             "duration_per_scenario": k6.duration if k6.mode == "sustained" else None},
             "trace_sources": sources, "trace_error": span_error}
-    report = build_report(runs, targets=targets(), spans=spans, cores=os.cpu_count() or 1, workers=workers, meta=meta)
+    report = build_report(runs, targets=targets(), spans=spans, cores=os.cpu_count() or 1, workers=workers, meta=meta,
+                          rules=rules, api_service=api_service)
     path = out_dir / "load_test_report.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return LoadTestResult(report, path, out_dir, [out_dir / r.raw_output for r in runs if r.raw_output])
