@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .conventions import PHASE_COMPUTE
+from .conventions import PHASE_API, PHASE_COMPUTE
 from .phases import JobSpec, PhaseRules, classify
-from .traces import SpanTable
+from .traces import CONV_429, SpanTable
 
 __all__ = ["Attribution", "Hierarchy", "attribute", "resolve_hierarchy", "sweep", "wall_clock"]
 
@@ -273,6 +273,8 @@ class Attribution:
     seg_job: np.ndarray  # index into job_rows, -1
     seg_run: np.ndarray  # run row, -1
     hierarchy: Hierarchy
+    job_calls: np.ndarray  # [jobs] outbound API calls (pages)
+    job_429: np.ndarray  # [jobs] spans answered HTTP 429
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def phase(self, name: str) -> np.ndarray:
@@ -337,6 +339,14 @@ def attribute(table: SpanTable, jobs: JobSpec | None = None, rules: PhaseRules |
     job_start, job_end = h.start[job_rows], h.end[job_rows]
     untraced = np.maximum((job_end - job_start).astype(np.float64) - sw.covered, 0.0)
 
+    # Per job: outbound calls (API spans not inside another API span: pages fetched) and HTTP 429s.
+    api_code = table.phase_names.index(PHASE_API)
+    in_job = (h.job >= 0) & (job_ix[np.maximum(h.job, 0)] >= 0)
+    outer_call = in_job & (own == api_code) & ((par < 0) | (h.phase[np.maximum(par, 0)] != api_code))
+    job_calls = np.bincount(job_ix[h.job[outer_call]], minlength=job_rows.size)
+    limited = in_job & ((table.conv & CONV_429) != 0)
+    job_429 = np.bincount(job_ix[h.job[limited]], minlength=job_rows.size)
+
     outside = (own >= 0) & (h.job < 0)
     diagnostics = {
         "spans": n,
@@ -364,6 +374,8 @@ def attribute(table: SpanTable, jobs: JobSpec | None = None, rules: PhaseRules |
         seg_job=seg_job,
         seg_run=seg_run,
         hierarchy=h,
+        job_calls=job_calls,
+        job_429=job_429,
         diagnostics=diagnostics,
     )
 

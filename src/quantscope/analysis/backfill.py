@@ -36,6 +36,7 @@ from .conventions import (
     STATUS_SKIPPED,
     STATUS_SUCCESS,
 )
+from .tail import distributions, slow_set
 from .traces import STATUS_ERROR, SpanTable, SpanTableBuilder
 
 __all__ = [
@@ -366,6 +367,7 @@ def analyze_backfill(
     wall["mean_concurrency"] = job_seconds / duration_s if duration_s > 0 else None
     wall["max_concurrency"] = _max_overlap(attr.job_start[jobs_ix], attr.job_end[jobs_ix])
     bottleneck = _verdict(totals, job_list, attr, jobs)
+    dists, tail = job_tail(job_list)
     if totals["jobs_failed"]:
         bottleneck["caveats"].append(f"{totals['jobs_failed']} job(s) failed; their time is included")
     bottleneck["evidence"]["wall_clock_exclusive_shares"] = {
@@ -410,6 +412,8 @@ def analyze_backfill(
         "totals": totals,
         "wall_clock": wall,
         "bottleneck": bottleneck,
+        "distributions": dists,
+        "tail": tail,
         "diagnostics": diagnostics,
     }
 
@@ -449,6 +453,26 @@ def _verdict(totals: dict[str, Any], job_list: list[dict[str, Any]], attr: Attri
     return b
 
 
+TAIL_PARTS = {"api": "api_seconds", "db": "db_seconds", "compute": "compute_seconds",
+              "other": "other_phase_seconds", "untraced": "untraced_seconds"}
+TAIL_LABELS = {"api": "API", "db": "DB", "compute": "compute", "other": "other phases", "untraced": "untraced time"}
+# Job attributes the slow set is compared on ("records" and "pages" are binned by quartile).
+TAIL_ATTRS = {"symbol": "symbol", "timeframe": "timeframe", "tier": "tier", "attempts": "attempts",
+              "status": "status", "records": "records_inserted", "pages": "api_calls", "http_429s": "rate_limited"}
+
+
+def job_tail(job_list: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-phase distributions over jobs, and the slowest 5% of jobs against the rest."""
+    dists = distributions(job_list, "duration_seconds", TAIL_PARTS, groups=("timeframe", "symbol"))
+    parts = {p: [j[k] for j in job_list] for p, k in TAIL_PARTS.items()
+             if p not in ("other",) or any(j[k] for j in job_list)}
+    attrs = {name: [j[k] for j in job_list] for name, k in TAIL_ATTRS.items()
+             if len({j[k] for j in job_list}) > 1}
+    tail = slow_set([j["duration_seconds"] for j in job_list], parts, attrs, noun="jobs", unit="s",
+                    part_labels=TAIL_LABELS)
+    return dists, tail
+
+
 def _job_rows(table: SpanTable, attr: Attribution, jobs_ix: np.ndarray, spec: JobSpec) -> list[dict[str, Any]]:
     """One row per logical job (symbol, timeframe); retried attempts are summed."""
     names = attr.phase_names
@@ -475,6 +499,8 @@ def _job_rows(table: SpanTable, attr: Attribution, jobs_ix: np.ndarray, spec: Jo
     other = per_key(attr.phase_ns[jobs_ix][:, extra].sum(axis=1)) if extra else np.zeros(ng)
     untraced = per_key(attr.untraced_ns[jobs_ix])
     count = np.bincount(gid, minlength=ng)
+    calls = np.bincount(gid, weights=attr.job_calls[jobs_ix], minlength=ng)
+    limited = np.bincount(gid, weights=attr.job_429[jobs_ix], minlength=ng)
     order = np.lexsort((starts, attempt, gid))  # the final attempt is the last of each key
     last = order[np.append(np.flatnonzero(np.diff(gid[order])), order.size - 1)]
     first_start = np.full(ng, np.iinfo(np.int64).max, dtype=np.int64)
@@ -497,6 +523,8 @@ def _job_rows(table: SpanTable, attr: Attribution, jobs_ix: np.ndarray, spec: Jo
             "tier": a.get(ATTR_TIER),
             "status": status,
             "attempts": int(count[g]),
+            "api_calls": int(calls[g]),
+            "rate_limited": int(limited[g]),
             "records_fetched": fetched or 0,
             "records_inserted": inserted or 0,
             "duration_seconds": d,
@@ -673,6 +701,9 @@ def format_summary(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"Slowest Timeframe: {t['slowest_timeframe']['timeframe']} (avg {t['slowest_timeframe']['avg_seconds']:.2f}s)"
         )
+    tail = report.get("tail") or {}
+    if tail.get("headline"):
+        lines.append(f"Tail: {tail['headline']}")
     lines.append("")
     if b.get("phase") is None:
         lines.append("⚠️  PRIMARY BOTTLENECK: undetermined (no job time)")

@@ -755,6 +755,55 @@ def _sort_tf(names: Iterable[str]) -> list[str]:
     return sorted(names, key=key)
 
 
+TAIL_PART_STYLE = {
+    "api": ("API", PHASE_COLORS["api"]), "db": ("DB", PHASE_COLORS["db"]),
+    "compute": ("compute", PHASE_COLORS["compute"]), "other": ("other phases", PHASE_COLORS["other"]),
+    "untraced": ("untraced", PHASE_COLORS["untraced"]),
+    "cache_lookup": ("cache lookup", "#72B7B2"), "store_read": ("DB read", PHASE_COLORS["db"]),
+    "serialize": ("serialization", "#EECA3B"), "other_server": ("other server time", "#9D755D"),
+    "unexplained_client": ("queueing", "#B8B0AC"),
+}
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def tail_block(tail: dict[str, Any] | None, what: str) -> str:
+    """The slowest 5% against the rest (the report's `tail`): a line, a stacked chart of the two
+    means by part, and the over-represented attribute values."""
+    if not tail:
+        return ""
+    out = [f"<h3>What makes the slowest {esc(tail.get('noun', 'items'))} slow{esc(what)}</h3>",
+           f'<p class="note">{esc(_sentence(str(tail.get("headline", ""))))}.</p>']
+    parts = tail.get("parts") or {}
+    if tail.get("status") != "tail" or not parts:
+        return "".join(out)
+    unit = tail.get("unit", "s")
+    k = tail.get("slow_count")
+    cats = [f"the rest ({fmt_n(tail.get('rest_count'))}, mean)", f"slowest {fmt_pct(tail.get('share'))} ({fmt_n(k)}, mean)"]
+    series = [(TAIL_PART_STYLE.get(p, (p, MUTED))[0], TAIL_PART_STYLE.get(p, (p, MUTED))[1],
+               [_f(v.get("rest_mean")) or 0.0, _f(v.get("slow_mean")) or 0.0]) for p, v in parts.items()]
+    out.append(stacked_bars(f"Slowest {fmt_pct(tail.get('share'))} against the rest, by part", cats, series,
+                            unit=unit, axis_label=f"mean time ({unit})", horizontal=True,
+                            total_fmt=(lambda v: f"{v:.1f} ms") if unit == "ms" else (lambda v: f"{v:.3f} s")))
+    def nz(x: Any) -> float:  # no "-0.000" for a gap that is zero but for rounding
+        v = _f(x) or 0.0
+        return 0.0 if abs(v) < 5e-4 else v
+
+    rows = [[esc(TAIL_PART_STYLE.get(p, (p, ""))[0]), f"{nz(v.get('rest_mean')):.3f}",
+             f"{nz(v.get('slow_mean')):.3f}", f"{nz(v.get('gap')):+.3f}",
+             fmt_pct(nz(v.get("share_of_gap"))) if v.get("share_of_gap") is not None else "–"]
+            for p, v in sorted(parts.items(), key=lambda kv: -(_f(kv[1].get("gap")) or 0))]
+    out.append(_table(["part", f"rest ({unit})", f"slowest ({unit})", f"gap ({unit})", "of the gap"], rows, "num"))
+    over = tail.get("over_represented") or []
+    if over:
+        out.append(_table(["attribute", "value", "in the slowest", "in the rest", "lift"], (
+            [esc(o.get("attribute")), f"<b>{esc(o.get('value'))}</b>", f"{o.get('slow')} of {o.get('slow_of')}",
+             f"{o.get('rest')} of {o.get('rest_of')}", f"{_f(o.get('lift')) or 0:.1f}×"] for o in over), "num"))
+    return "".join(out)
+
+
 def section_backfill(baseline: dict[str, Any] | None, intervals: Sequence[dict[str, Any]] | None,
                      error: str | None = None) -> str:
     head = '<section id="backfill"><h2>Backfill baseline</h2>'
@@ -816,6 +865,7 @@ def section_backfill(baseline: dict[str, Any] | None, intervals: Sequence[dict[s
     out.append("<h3>Jobs over time (waterfall)</h3>")
     out.append(waterfall(f"Waterfall of the run's {len(rows)} jobs: each bar is one job, split into fetch, compute "
                          "and store in the order they run", rows))
+    out.append(tail_block(baseline.get("tail"), ""))
     jobs = sorted(baseline.get("jobs") or [], key=lambda j: -(_f(j.get("duration_seconds")) or 0))
     if jobs:
         out.append("<h3>Slowest jobs</h3>")
@@ -897,6 +947,9 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
             ("p95", "#7B1FA2", [lats[c]["p95"] for c in cats]), ("p99", BAD, [lats[c]["p99"] for c in cats])],
             axis_label="response time (ms)", unit="ms",
             value_fmt=lambda v: f"{v:.0f}" if v >= 10 else f"{v:.1f}"))
+    for sc in load.get("scenarios") or []:
+        if isinstance(sc, dict) and (sc.get("tail") or {}).get("status") == "tail":
+            out.append(tail_block(sc["tail"], f" in {sc.get('name', '?')}"))
     cpu, rss, marks = _resource_series(load)
     out.append("<h3>API process CPU and memory during the load</h3>")
     if cpu or rss:
@@ -1114,6 +1167,9 @@ def verdict_lines(baseline: dict[str, Any] | None = None, load: dict[str, Any] |
         lines.append("Backfill bottleneck: undetermined (no job time).")
     else:
         lines.append("Backfill baseline: not run.")
+    tail = (baseline or {}).get("tail") or {}
+    if tail.get("status") == "tail":
+        lines.append(f"Backfill tail: {tail.get('headline')}.")
     rows = load_scenarios(load)
     if rows:
         bad = [r for r in rows if r["passed"] is False]

@@ -21,6 +21,7 @@ import orjson
 from quantscope.analysis.conventions import (ATTR_CACHE_HIT, PHASE_API, PHASE_DB, SPAN_CACHE_LOOKUP, SPAN_SERIALIZE,
                                               SPAN_STORE_READ, TIMEFRAME_ORDER)
 from quantscope.analysis.phases import PhaseRules, classify
+from quantscope.analysis.tail import slow_set
 from quantscope.analysis.traces import SpanTable
 
 SCHEMA_VERSION = 1
@@ -430,6 +431,48 @@ def histogram(ms: np.ndarray, bins: int = 30) -> dict[str, list[float] | list[in
     return {"edges_ms": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
 
 
+TAIL_LABELS = {"cache_lookup": "cache lookup", "store_read": "DB read", "serialize": "serialization",
+               "other_server": "other server time", "unexplained_client": "queueing (time the server does not explain)"}
+
+
+def request_tail(req: K6Requests, server: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The slowest 5% of successful requests against the rest: split by the server-side parts
+    (over the requests joined to a server span, else by duration and tags alone) and by tag."""
+    ok = [i for i in range(len(req)) if req.status[i] == 200]
+    joined = [i for i in ok if req.trace_id[i] and req.trace_id[i] in server]
+    # Split by server parts only when (nearly) every request joined: a partial join would pick
+    # the slow set from a different population than the durations.
+    use_server = bool(joined) and len(joined) >= 0.9 * len(ok)
+    rows = joined if use_server else ok
+    parts: dict[str, list[float]] = {}
+    if use_server:
+        parts = {c: [] for c in COMPONENTS}
+        for i in rows:
+            rec = server[req.trace_id[i]]
+            client, srv = float(req.duration_ms[i]), rec["server_ms"]
+            named = 0.0
+            for c in ("cache_lookup", "store_read", "serialize"):
+                v = rec["children"].get(c, 0.0)
+                parts[c].append(v)
+                named += v
+            other = max(srv - named, 0.0)
+            parts["other_server"].append(other)
+            # The rest of the client's time, so the parts add up to the request's duration.
+            parts["unexplained_client"].append(client - named - other)
+        parts = {c: v for c, v in parts.items() if any(v)}
+    attrs: dict[str, list[Any]] = {}
+    for tag in (*BREAKDOWN_TAGS, "cache_mode"):
+        vals = [req.tags[i].get(tag, "") for i in rows]
+        if len(set(vals)) > 1:
+            attrs[tag] = vals
+    if use_server:
+        hits = [server[req.trace_id[i]]["cache_hit"] for i in rows]
+        if len({h for h in hits if h is not None}) > 1:
+            attrs["cache_hit"] = ["yes" if h else ("no" if h is not None else "unknown") for h in hits]
+    return slow_set([float(req.duration_ms[i]) for i in rows], parts, attrs, noun="requests", unit="ms",
+                    part_labels=TAIL_LABELS)
+
+
 def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[str, dict[str, Any]],
                     cores: int, workers: int = 1) -> dict[str, Any]:
     req = run.requests
@@ -449,6 +492,7 @@ def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[st
         "slowest_server": {tag: slowest(b, "p50", "server_latency_ms") for tag, b in breakdown.items()},
         "resources": resource_section(run.idle_samples, run.samples, cores, workers),
         "server": server_section(join_server_time(req, np.arange(len(req)), server)) if server else None,
+        "tail": request_tail(req, server),
         "k6": {"exit_code": run.k6_exit_code, "raw_output": run.raw_output, "summary": run.summary_path,
                "summary_latency_ms": (run.summary or {}).get("http_req_duration"),
                "thresholds": (run.summary or {}).get("thresholds"),
@@ -582,6 +626,9 @@ def format_summary(report: dict[str, Any]) -> str:
                          if srv else "")
                 lines.append(f"       slowest {tag}: {sl['value']} (client p95 {sl['p95_ms']:.1f} ms, "
                              f"{sl['ratio']}x {sl['fastest']}{extra})")
+        tail = s.get("tail") or {}
+        if tail.get("status") == "tail":
+            lines.append(f"       tail: {tail['headline']}")
     b = report["bottleneck"]
     lines.append("")
     lines.append(f"Bottleneck: {b.get('label') or 'unknown'}")

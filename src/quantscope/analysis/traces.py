@@ -71,12 +71,15 @@ _KIND_BY_NAME = {
     "SPAN_KIND_PRODUCER": 4,
     "SPAN_KIND_CONSUMER": 5,
 }
-# Semantic-convention evidence, one bit each (stable and older attribute names both).
-CONV_DB, CONV_HTTP, CONV_RPC = 1, 2, 4
+# Semantic-convention evidence, one bit each (stable and older attribute names both), and one
+# bit for an HTTP answer 429 (rate limited), which the tail analysis counts per job.
+CONV_DB, CONV_HTTP, CONV_RPC, CONV_429 = 1, 2, 4, 8
+_CHECK_429 = 32  # a `wanted` flag: look at the value, set CONV_429 when it is 429
 CONV_BITS: dict[str, int] = {
     "db.system.name": CONV_DB, "db.system": CONV_DB,
     "http.request.method": CONV_HTTP, "http.method": CONV_HTTP, "url.full": CONV_HTTP, "http.url": CONV_HTTP,
     "rpc.system": CONV_RPC,
+    "http.response.status_code": _CHECK_429, "http.status_code": _CHECK_429,
 }
 _KEEP_VALUE = 64  # a `wanted` flag beside the CONV bits
 # Kept only when an option names them; scrubbed like the exporters do before any report shows them.
@@ -531,6 +534,11 @@ class SpanTableBuilder:
                             w = wanted_get(k)
                             if w:
                                 conv |= w
+                                if w & 32:  # _CHECK_429
+                                    v = a.get("value")
+                                    if type(v) is dict and (v.get("intValue") in (429, "429")
+                                                            or v.get("stringValue") == "429"):
+                                        conv |= 8
                                 if w & 64:  # _KEEP_VALUE
                                     v = any_value(a.get("value"))
                                     if k in sensitive:
@@ -555,7 +563,7 @@ class SpanTableBuilder:
                     a_end(end)
                     a_res(r_ix)
                     a_phase(ph)
-                    a_conv(conv & 7)
+                    a_conv(conv & 15)
                     row += 1
 
     # -- finish --
