@@ -67,7 +67,7 @@ def test_a_slow_db_tail_is_explained_by_db_and_its_planted_tier_ranks_first():
     assert (top["attribute"], top["value"], top["slow"], top["slow_of"], top["rest"]) == ("tier", "hot", 6, 6, 0)
     assert top["lift"] == pytest.approx(20.0)
     line = next(x for x in format_summary(rep) if x.startswith("Tail: "))
-    assert "because of DB (+2.00 s of +2.00 s)" in line and "6 of 6 have tier hot" in line
+    assert "because of DB (+2.00 s of +2.00 s)" in line and "6 of 6 have tier = hot" in line
 
 
 def test_a_rate_limited_tail_is_api_and_its_429s_rank_first():

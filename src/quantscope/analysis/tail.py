@@ -164,8 +164,13 @@ def slow_set(durations: Sequence[float] | np.ndarray, parts: Mapping[str, Sequen
     top = out["over_represented"][0] if out["over_represented"] else None
     who = ""
     if top is not None:
-        verb = "are" if top["attribute"] in ("symbol", "timeframe") else f"have {top['attribute']}"
-        who = f"; {top['slow']} of {k} {verb} {top['value']}"
+        if top["attribute"] in ("symbol", "timeframe"):
+            what_value = f"are {top['value']}"
+        elif top["binned"]:
+            what_value = f"have {top['attribute']} {top['value']}"
+        else:
+            what_value = f"have {top['attribute']} = {top['value']}"
+        who = f"; {top['slow']} of {k} {what_value}"
     out["headline"] = what + because + who
     return out
 
