@@ -103,3 +103,38 @@ def test_compare_command(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "after.json: not a backfill baseline report" in res.output
     res = runner.invoke(app, [str(b), str(tmp_path / "missing.json")])
     assert res.exit_code == 2 and "missing.json" in res.output and "Traceback" not in res.output
+
+
+def test_bootstrap_interval_matches_the_delta_method_on_a_known_case():
+    """Known answer: for large independent normal samples the ratio of means is close to normal,
+    with the delta-method standard error R * sqrt(sx²/(n mx²) + sy²/(n my²))."""
+    rng = np.random.default_rng(11)
+    n = 600
+    x, y = rng.normal(10.0, 1.0, n), rng.normal(5.0, 0.5, n)
+    r = x.mean() / y.mean()
+    se = r * np.sqrt(x.var(ddof=1) / (n * x.mean() ** 2) + y.var(ddof=1) / (n * y.mean() ** 2))
+    out = speedup_test(x, y, paired=False, n_boot=4000, seed=1)
+    assert out["method"].startswith("BCa bootstrap (scipy.stats.bootstrap")
+    half = 1.959964 * se
+    assert out["ci_low"] == pytest.approx(r - half, abs=0.1 * half)
+    assert out["ci_high"] == pytest.approx(r + half, abs=0.1 * half)
+    assert out["significant"] and out["direction"] == "faster"
+
+
+def test_paired_bootstrap_removes_the_spread_between_jobs():
+    """Jobs differ tenfold, each 10% faster after with small noise: paired is tight and
+    significant; the same numbers unpaired are not."""
+    rng = np.random.default_rng(2)
+    base = np.repeat([0.1, 1.0, 10.0], 20)
+    after = base / 1.1 * rng.normal(1.0, 0.01, base.size)
+    paired = speedup_test(base, after, paired=True, seed=3)
+    unpaired = speedup_test(base, after, paired=False, seed=3)
+    assert paired["significant"] and 1.08 < paired["ci_low"] < 1.1 < paired["ci_high"] < 1.12
+    assert not unpaired["significant"] and unpaired["ci_low"] < 1.0 < unpaired["ci_high"]
+
+
+def test_no_spread_falls_back_to_percentile_and_says_so():
+    x = np.full(10, 2.0)
+    out = speedup_test(x, x / 2, paired=True)
+    assert out["speedup"] == pytest.approx(2.0) and out["ci_low"] == pytest.approx(2.0) == out["ci_high"]
+    assert "percentile" in out["method"] and "BCa undefined" in out["note"]
