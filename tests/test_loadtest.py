@@ -218,3 +218,23 @@ def test_points_reader_counts_a_truncated_last_line(tmp_path):
     assert len(pts) == 1 and pts.skipped_lines == 1
     assert pts.trace_id == ["0af7651916cd43dd8448eb211c80319c"]
     assert np.isclose(pts.duration_ms[0], 12.5)
+
+
+def test_sustained_mode_writes_k6s_own_html_report_and_burst_says_why_not(settings, db, tmp_path):
+    res = run_loadtest(settings, scenarios=[SCENARIOS["cached_symbol"]], out_dir=tmp_path / "s", db=db,
+                       k6=K6Options(mode="sustained", vus=2, duration="3s"))
+    k6 = res.report["scenarios"][0]["k6"]
+    assert k6["html_report"] == "k6/cached_symbol.k6.html" and k6["html_report_note"] is None
+    html = (res.out_dir / k6["html_report"]).read_text()
+    assert "<html" in html.lower() and len(html) > 50_000
+    # Self-contained: nothing to fetch at view time.
+    assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']?https?://""", html, re.I)
+    from quantscope.analysis.html import section_load
+
+    assert 'href="k6/cached_symbol.k6.html"' in section_load(res.report)
+    burst = run_loadtest(settings, scenarios=[SCENARIOS["cached_symbol"]], out_dir=tmp_path / "b", db=db,
+                         k6=K6Options(requests=10, vus=2))
+    k6 = burst.report["scenarios"][0]["k6"]
+    assert k6["html_report"] is None and "sustained mode only" in k6["html_report_note"]
+    assert not (burst.out_dir / "k6" / "cached_symbol.k6.html").exists()
+    assert "sustained mode only" in section_load(burst.report)

@@ -916,6 +916,8 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
             return v
         return f'<span class="{"okt" if ok else "badt"}">{v} {"✓" if ok else "✗"}</span>'
 
+    k6_reports = [(r["name"], _get(r["raw"], "k6", "html_report"), _get(r["raw"], "k6", "html_report_note"))
+                  for r in rows]
     out.append(_table(["scenario", "requests", "avg", "p50", "p95", "p99", "max", "success", "throughput", "verdict"], (
         [f"<b>{esc(r['name'])}</b>" + (f"<br><span class='muted'>{esc(r['title'])}</span>" if r["title"] != r["name"] else ""),
          fmt_n(r["requests"]), cell(fmt_ms(r["lat"]["avg"]), r["checks"]["avg"]), fmt_ms(r["lat"]["p50"]),
@@ -923,6 +925,11 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
          fmt_ms(r["lat"]["max"]), cell(fmt_pct(r["success"], digits=1), r["checks"]["success"]),
          cell(f"{fmt_n(r['rps'], 1)} req/s", r["checks"]["throughput"]), _badge(r["passed"], "meets targets", "misses targets")]
         for r in rows), "num"))
+    links = [f'<a href="{esc(path)}">{esc(name)}</a>' for name, path, _ in k6_reports if path]
+    notes = sorted({note for _, path, note in k6_reports if not path and note})
+    if links or notes:
+        out.append('<p class="note">k6\'s own HTML report: ' + (", ".join(links) if links else "none")
+                   + ("" if not notes else " — " + esc("; ".join(notes))) + ".</p>")
     out.append("<h3>Latency distribution per scenario</h3>")
     out.append(latency_distribution("Response-time distribution per scenario against the targets", rows, targets))
     out.append("<h3>Percentiles per scenario</h3>")

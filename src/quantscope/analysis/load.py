@@ -416,6 +416,7 @@ class ScenarioRun:
     summary_path: str | None = None
     cache_preparation: dict[str, Any] | None = None
     started_at: float | None = None  # unix seconds when k6 started (samples' t is relative to it)
+    k6_html: str | None = None  # k6's own web-dashboard report (sustained runs), relative path
 
 
 def histogram(ms: np.ndarray, bins: int = 30) -> dict[str, list[float] | list[int]]:
@@ -494,6 +495,10 @@ def scenario_report(run: ScenarioRun, targets: dict[str, float], server: dict[st
         "server": server_section(join_server_time(req, np.arange(len(req)), server)) if server else None,
         "tail": request_tail(req, server),
         "k6": {"exit_code": run.k6_exit_code, "raw_output": run.raw_output, "summary": run.summary_path,
+               "html_report": run.k6_html,
+               "html_report_note": None if run.k6_html else (
+                   "k6's HTML report is written in sustained mode only: a burst is over before its "
+                   "first aggregation period" if run.mode == "burst" else "k6 wrote no HTML report"),
                "summary_latency_ms": (run.summary or {}).get("http_req_duration"),
                "thresholds": (run.summary or {}).get("thresholds"),
                "skipped_lines": req.skipped_lines},

@@ -327,6 +327,13 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
             proc.wait(timeout=timeout_s)
 
 
+def dashboard_period(duration: str) -> str:
+    """About 30 points per chart in k6's HTML report (its default, 10 s, leaves a 30 s run 3)."""
+    from quantscope.objectives import parse_duration
+
+    return f"{max(1, round(parse_duration(duration) / 30))}s"
+
+
 def run_k6(sc: Scenario, api_url: str, out_dir: Path, opts: K6Options, *, k6_dir: Path = K6_DIR,
            on_line: Callable[[str], None] | None = None) -> tuple[int, Path, Path, Path]:
     """Run one scenario; returns (exit code, raw points .json.gz, summary json, log)."""
@@ -344,6 +351,14 @@ def run_k6(sc: Scenario, api_url: str, out_dir: Path, opts: K6Options, *, k6_dir
            "REQUESTS": str(opts.requests), "DURATION": opts.duration, "CACHE_MODE": sc.cache_mode,
            "K6_NO_USAGE_REPORT": "true"}
     env.pop("ADMIN_TOKEN", None)  # the runner prepares the cache itself
+    for k in [k for k in env if k.startswith("K6_WEB_DASHBOARD")]:
+        del env[k]  # a dashboard left on in the user's shell would open port 5665
+    html = out_dir / f"{sc.name}.k6.html"
+    html.unlink(missing_ok=True)
+    if opts.mode == "sustained":
+        # k6's own HTML report, self-contained; port -1: no dashboard server is opened.
+        env.update(K6_WEB_DASHBOARD="true", K6_WEB_DASHBOARD_PORT="-1", K6_WEB_DASHBOARD_EXPORT=str(html),
+                   K6_WEB_DASHBOARD_PERIOD=dashboard_period(opts.duration))
     cmd = [str(k6_binary()), "run", "--no-color", "--quiet", "--out", f"json={raw}",
            "--summary-export", str(summary), str(script)]
     with open(logp, "w") as lf:
@@ -496,7 +511,9 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
                 else:
                     samples = []
                     code, raw, summary, _ = run_k6(sc, target.url, k6_out, k6)
+                html = raw.with_name(f"{sc.name}.k6.html")
                 run = ScenarioRun(sc.name, read_k6_points(raw), read_k6_summary(summary), mode=k6.mode,
+                                  k6_html=str(html.relative_to(out_dir)) if html.exists() else None,
                                   cache_mode=sc.cache_mode, vus=k6.vus, k6_exit_code=code, idle_samples=idle,
                                   samples=list(samples), raw_output=str(raw.relative_to(out_dir)),
                                   summary_path=str(summary.relative_to(out_dir)), cache_preparation=prep,
