@@ -151,39 +151,54 @@ def load_test() -> Board:
               "timeframe) beside the API's own metrics. Targets from k6/lib/targets.json are drawn as thresholds.",
               ["quantscope", "load"], [var("scenario", "Scenario", "label_values(k6_http_reqs_total, scenario)")])
     sc = 'scenario=~"$scenario", endpoint="features"'
+    # k6 sends http_req_duration as a native histogram (K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM):
+    # percentiles are histogram_quantile over the summed buckets of the requests selected, never the
+    # max of per-series percentiles; the success rate is a ratio of request counters.
+    dur = f"k6_http_req_duration_seconds{{{sc}}}"
+    reqs = f"k6_http_reqs_total{{{sc}}}"
+    ok = f'k6_http_reqs_total{{{sc}, expected_response="true"}}'
+    bad = f'k6_http_reqs_total{{{sc}, expected_response="false"}}'
+    whole = f"sum(increase({dur}[$__range]))"
     b.row("Client side (k6)")
-    b.add(stat("Throughput", [prom(f"sum(rate(k6_http_reqs_total{{{sc}}}[$__rate_interval]))", "req/s")], "reqps",
+    b.add(stat("Throughput", [prom(f"sum(rate({reqs}[$__rate_interval]))", "req/s")], "reqps",
                f"Requests per second k6 completed. Target > {t['throughput_rps']:g} req/s.",
                thresholds(("red", None), ("green", t["throughput_rps"]))), w=5, h=6)
-    b.add(stat("Success rate", [prom(f"1 - avg(k6_http_req_failed_rate{{{sc}}})", "success")], "percentunit",
-               f"Share of requests with an expected response. Target > {t['success_rate']:.0%}.",
+    b.add(stat("Success rate", [prom(f"sum(increase({ok}[$__range])) / sum(increase({reqs}[$__range]))", "success")],
+               "percentunit",
+               f"Requests with an expected response over all requests in the time range (request counters). "
+               f"Target > {t['success_rate']:.0%}.",
                thresholds(("red", None), ("green", t["success_rate"])), decimals=2), w=5, h=6)
-    b.add(stat("Average latency (worst scenario)", [prom(f"max(k6_http_req_duration_avg{{{sc}}})", "avg")], "s",
-               f"Target < {t['avg_ms']:g} ms.", thresholds(("green", None), ("red", t["avg_ms"] / 1000))), w=5, h=6)
-    b.add(stat("p95 latency (worst scenario)", [prom(f"max(k6_http_req_duration_p95{{{sc}}})", "p95")], "s",
+    b.add(stat("Average latency", [prom(f"histogram_sum({whole}) / histogram_count({whole})", "avg")], "s",
+               f"Over every request of the selected scenarios in the time range. Target < {t['avg_ms']:g} ms.",
+               thresholds(("green", None), ("red", t["avg_ms"] / 1000))), w=5, h=6)
+    b.add(stat("p95 latency", [prom(f"histogram_quantile(0.95, {whole})", "p95")], "s",
+               f"p95 of every request in the time range (native histogram, ~9% buckets). "
                f"Target < {t['p95_ms']:g} ms.", thresholds(("green", None), ("red", t["p95_ms"] / 1000))), w=5, h=6)
-    b.add(stat("p99 latency (worst scenario)", [prom(f"max(k6_http_req_duration_p99{{{sc}}})", "p99")], "s",
-               f"Target < {t['p99_ms']:g} ms.", thresholds(("green", None), ("red", t["p99_ms"] / 1000))), w=4, h=6)
+    b.add(stat("p99 latency", [prom(f"histogram_quantile(0.99, {whole})", "p99")], "s",
+               f"p99 of every request in the time range. Target < {t['p99_ms']:g} ms.",
+               thresholds(("green", None), ("red", t["p99_ms"] / 1000))), w=4, h=6)
     b.add(timeseries("Latency p50 / p95 / p99 by scenario", [
-        prom(f"max by (scenario) (k6_http_req_duration_p50{{{sc}}})", "{{scenario}} p50", "A"),
-        prom(f"max by (scenario) (k6_http_req_duration_p95{{{sc}}})", "{{scenario}} p95", "B"),
-        prom(f"max by (scenario) (k6_http_req_duration_p99{{{sc}}})", "{{scenario}} p99", "C")], "s",
-        f"k6 http_req_duration percentiles (over the test so far, per scenario). Dashed lines: the avg "
+        prom(f"histogram_quantile(0.5, sum by (scenario) (rate({dur}[$__rate_interval])))", "{{scenario}} p50", "A"),
+        prom(f"histogram_quantile(0.95, sum by (scenario) (rate({dur}[$__rate_interval])))", "{{scenario}} p95", "B"),
+        prom(f"histogram_quantile(0.99, sum by (scenario) (rate({dur}[$__rate_interval])))", "{{scenario}} p99", "C")],
+        "s",
+        f"k6 http_req_duration percentiles of the requests in each interval, per scenario. Dashed lines: the avg "
         f"({t['avg_ms']:g} ms), p95 ({t['p95_ms']:g} ms) and p99 ({t['p99_ms']:g} ms) targets.",
         th=lat_th, draw_thresholds=True), w=12, h=9)
     b.add(timeseries("Request rate by scenario", [
-        prom(f"sum by (scenario) (rate(k6_http_reqs_total{{{sc}}}[$__rate_interval]))", "{{scenario}}")], "reqps",
+        prom(f"sum by (scenario) (rate({reqs}[$__rate_interval]))", "{{scenario}}")], "reqps",
         f"Completed requests per second. Dashed: the {t['throughput_rps']:g} req/s target.",
         th=thresholds(("red", None), ("green", t["throughput_rps"])), draw_thresholds=True), w=12, h=9)
     b.add(timeseries("p95 by limit", [
-        prom(f"max by (limit) (k6_http_req_duration_p95{{{sc}}})", "limit={{limit}}")], "s",
+        prom(f"histogram_quantile(0.95, sum by (limit) (rate({dur}[$__rate_interval])))", "limit={{limit}}")], "s",
         "Which page size is slowest (variable_limits).", th=lat_th, draw_thresholds=True), w=8, h=8)
     b.add(timeseries("p95 by timeframe", [
-        prom(f"max by (timeframe) (k6_http_req_duration_p95{{{sc}}})", "{{timeframe}}")], "s",
+        prom(f"histogram_quantile(0.95, sum by (timeframe) (rate({dur}[$__rate_interval])))", "{{timeframe}}")], "s",
         "Which timeframe is slowest (variable_timeframes).", th=lat_th, draw_thresholds=True), w=8, h=8)
     b.add(timeseries("Error rate (client)", [
-        prom(f"max by (scenario) (k6_http_req_failed_rate{{{sc}}})", "{{scenario}}")], "percentunit",
-        f"Share of failed requests. Dashed: the {1 - t['success_rate']:.0%} budget.",
+        prom(f"(sum by (scenario) (rate({bad}[$__rate_interval])) or 0 * sum by (scenario) (rate({reqs}[$__rate_interval])))"
+             f" / sum by (scenario) (rate({reqs}[$__rate_interval]))", "{{scenario}}")], "percentunit",
+        f"Failed requests over all requests (counters). Dashed: the {1 - t['success_rate']:.0%} budget.",
         th=thresholds(("green", None), ("red", 1 - t["success_rate"])), draw_thresholds=True), w=8, h=8)
     b.row("Server side (API /metrics)")
     b.add(timeseries("API latency p50 / p95 / p99 by cache result", [
