@@ -8,7 +8,8 @@
 //   CACHE_MODE     warm | cold | bypass; the scenario file picks a default. bypass sends
 //                  Cache-Control: no-cache so every request takes the full DB + serialize path.
 //   ADMIN_TOKEN    when set, setup() warms or clears the API cache itself (compose usage); quantscope
-//                  loadtest does that before starting k6 and does not pass the token.
+//                  loadtest does that before starting k6 and does not pass the token. Ignored in a
+//                  distributed run (DISTRIBUTED=1 or --execution-segment): see isDistributed().
 //   TRACE_ID_TAG=0 keep the trace id in request metadata only (for outputs that turn tags into
 //                  labels, e.g. Prometheus remote write, where a per-request tag explodes cardinality).
 //   TRACEPARENT=off send no traceparent: the API's own sampler decides (measures head sampling).
@@ -97,10 +98,24 @@ export function getFeatures(scenario, c, cacheMode) {
   return res;
 }
 
-// Optional cache preparation when ADMIN_TOKEN is given (e.g. `docker compose run k6 ...`).
+// Distributed runs (a k6-operator TestRun, or local processes with --execution-segment) call
+// setup() once per instance: DISTRIBUTED=1 or an execution segment other than the whole test.
+export function isDistributed() {
+  if (__ENV.DISTRIBUTED === '1' || __ENV.DISTRIBUTED === 'true') return true;
+  const seg = exec.test.options.executionSegment;
+  return seg !== null && seg !== undefined && String(seg) !== '0:1';
+}
+
+// Optional cache preparation when ADMIN_TOKEN is given (e.g. `docker compose run k6 ...`). Never
+// in a distributed run: one instance clearing or warming the cache would disturb the others
+// (prepare it once before starting them).
 export function prepareCache(cacheMode, cases) {
   const token = __ENV.ADMIN_TOKEN;
   if (!token || cacheMode === 'bypass') return;
+  if (isDistributed()) {
+    console.warn('distributed run: setup() leaves the API cache as it is; prepare it before starting');
+    return;
+  }
   const params = { headers: { authorization: `Bearer ${token}` }, tags: { endpoint: 'admin' } };
   const clear = http.post(`${BASE_URL}/api/v1/admin/cache/clear`, null, params);
   if (clear.status !== 200) throw new Error(`cache clear failed: HTTP ${clear.status}`);

@@ -153,6 +153,62 @@ def backfill_command(
     console.print(Text(f"\nReport: {out}", style="dim"))
 
 
+@analyze_app.command("load")
+def load_command(
+    k6: Annotated[list[str], typer.Option(
+        "--k6", metavar="FILE", help="k6 raw JSON output (--out json=…, .gz too), one per k6 instance. "
+                                     "Repeat, or list several after one --k6.")],
+    more: Annotated[list[str] | None, typer.Argument(metavar="[FILE]...", help="More k6 outputs.",
+                                                     show_default=False)] = None,
+    traces: Annotated[list[str] | None, typer.Option(
+        "--traces", metavar="SRC", help="The API's traces, to split server time (files, folder, Tempo URL).")] = None,
+    phases: Annotated[Path | None, typer.Option(help="Phase rules file: which API child spans are DB time.")] = None,
+    api_service: Annotated[str | None, typer.Option(help="service.name of the API's server spans.")] = None,
+    targets: Annotated[Path | None, typer.Option(help="Targets file (default: k6/lib/targets.json).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report path.")] = Path("load_test_report.json"),
+) -> None:
+    """Load-test report from k6 raw outputs: N instances (k6-operator pods, execution segments)
+    merged per scenario over all their points."""
+    from .load import (
+        DEFAULT_TARGETS,
+        LoadReportError,
+        ScenarioRun,
+        build_report,
+        format_summary,
+        merge_k6_outputs,
+        read_targets,
+    )
+    from .phases import rules_from_options
+
+    files = [str(_absolute(Path(f))) for f in [*k6, *(more or [])]]
+    srcs = [s if "://" in s else str(_absolute(Path(s))) for s in (traces or [])]
+    out = _absolute(out)
+    try:
+        rules = rules_from_options(_absolute(phases) if phases is not None else None)
+        goals = read_targets(_absolute(targets) if targets is not None else DEFAULT_TARGETS)
+        merged = merge_k6_outputs(files)
+        spans = read_spans(srcs, strict=False, keep=rules.keys()) if srcs else None
+    except (LoadReportError, TraceSourceError, PhaseRulesError) as exc:
+        raise _fail(str(exc)) from None
+    runs = [ScenarioRun(name, req, mode="merged") for name, req in merged.items()]
+    report = build_report(runs, targets=goals, spans=spans, rules=rules, api_service=api_service,
+                          meta={"generated_at": _now(), "api_url": None, "k6_outputs": files,
+                                "environment": {"cpu_count": None, "api_workers": None, "k6": None,
+                                                "mode": "merged", "vus": None, "instances": len(files)},
+                                "trace_sources": srcs, "trace_error": None})
+    _write_json(out, report)
+    console = Console()
+    console.print(format_summary(report), highlight=False, soft_wrap=True)
+    console.print(Text(f"\nReport: {out} ({len(files)} k6 outputs, "
+                       f"{sum(len(r.requests) for r in runs):,} requests)", style="dim"))
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def analysis_options(job_span: str, jobs: str, run_span: str, symbol_attr: str, timeframe_attr: str,
                      phases: Path | None):
     """The job and phase options of `analyze backfill` -> (JobSpec, PhaseRules)."""

@@ -103,6 +103,47 @@ def read_k6_points(path: str | Path) -> K6Requests:
                       np.asarray(status, dtype=np.int32), tags, tids, skipped)
 
 
+DEFAULT_TARGETS = Path(__file__).resolve().parents[3] / "k6" / "lib" / "targets.json"
+
+
+def read_targets(path: str | Path = DEFAULT_TARGETS) -> dict[str, float]:
+    """The seed's targets, from the one file the k6 scripts read too."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise LoadReportError(f"cannot read the targets {path}: {e}") from None
+    return {k: float(v) for k, v in doc.items() if not k.startswith("_")}
+
+
+def concat_requests(parts: Sequence[K6Requests]) -> K6Requests:
+    """Several k6 instances' requests as one run (the points themselves, never their summaries)."""
+    return K6Requests(np.concatenate([p.end_ns for p in parts]) if parts else np.zeros(0, np.int64),
+                      np.concatenate([p.duration_ms for p in parts]) if parts else np.zeros(0),
+                      np.concatenate([p.status for p in parts]) if parts else np.zeros(0, np.int32),
+                      [t for p in parts for t in p.tags], [t for p in parts for t in p.trace_id],
+                      sum(p.skipped_lines for p in parts))
+
+
+def merge_k6_outputs(paths: Sequence[str | Path]) -> dict[str, K6Requests]:
+    """Raw JSON outputs of N k6 instances (a k6-operator TestRun, or local processes with
+    --execution-segment) -> one K6Requests per scenario tag, every point kept, so percentiles are
+    over all requests, never an average of per-instance percentiles."""
+    if not paths:
+        raise LoadReportError("no k6 output files given")
+    by: dict[str, list[K6Requests]] = defaultdict(list)
+    for path in paths:
+        req = read_k6_points(path)
+        if len(req) == 0:
+            raise LoadReportError(f"{path}: no features requests (http_req_duration, endpoint=features)")
+        names = np.array([t.get("scenario") or "default" for t in req.tags])
+        for name in sorted(set(names.tolist())):
+            idx = np.flatnonzero(names == name)
+            by[name].append(K6Requests(req.end_ns[idx], req.duration_ms[idx], req.status[idx],
+                                       [req.tags[i] for i in idx], [req.trace_id[i] for i in idx],
+                                       req.skipped_lines if name == names[0] else 0))
+    return {name: concat_requests(parts) for name, parts in sorted(by.items())}
+
+
 def read_k6_summary(path: str | Path) -> dict[str, Any]:
     """k6 `--summary-export` JSON; the features-scoped submetrics when present."""
     try:

@@ -402,8 +402,9 @@ def select_scenarios(names: Sequence[str] | None) -> list[Scenario]:
 
 def targets() -> dict[str, float]:
     """The seed's targets, from the one file the k6 scripts read too."""
-    doc = json.loads((K6_DIR / "lib" / "targets.json").read_text())
-    return {k: float(v) for k, v in doc.items() if not k.startswith("_")}
+    from quantscope.analysis.load import read_targets
+
+    return read_targets(K6_DIR / "lib" / "targets.json")
 
 
 # --- one load-test run --------------------------------------------------------------------------
