@@ -170,3 +170,52 @@ def test_report_screenshot(runs, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "report.png")
+
+
+def test_report_html_reads_only_keys_the_schemas_define(runs):
+    """The renderer against the JSON Schemas: every key it looks up in the reports of a real run
+    (baseline, load, RTO/RPO, the comparison, the load report before, validate_run.json) must be
+    defined, and what those reports hold must show."""
+    from quantscope.analysis.html import render_report, verdict_lines
+    from report_contract import log_of, track, undefined
+
+    before, after, _, _ = runs
+
+    def doc(d: Path, name: str):
+        raw = json.loads((d / f"{name}.json").read_text())
+        _schema(f"{'comparison' if name == 'comparison' else name}.schema.json").validate(raw)
+        return track(raw)
+
+    docs = {"phase_2_backfill_baseline": doc(before, "phase_2_backfill_baseline"),
+            "load_test_report": doc(before, "load_test_report"),
+            "rto_rpo_definition": doc(before, "rto_rpo_definition"),
+            "validate_run": doc(before, "validate_run")}
+    kw = dict(baseline=docs["phase_2_backfill_baseline"], load=docs["load_test_report"],
+              rto_rpo=docs["rto_rpo_definition"])
+    html = render_report(**kw, run=docs["validate_run"])
+    verdict_lines(**kw)
+    later = {"phase_2_backfill_baseline": doc(after, "phase_2_backfill_baseline"),
+             "load_test_report": doc(after, "load_test_report"), "comparison": doc(after, "comparison"),
+             "validate_run": doc(after, "validate_run")}
+    render_report(baseline=later["phase_2_backfill_baseline"], load=later["load_test_report"],
+                  comparison=later["comparison"], load_before=docs["load_test_report"], run=later["validate_run"])
+    verdict_lines(later["phase_2_backfill_baseline"], later["load_test_report"], None, later["comparison"])
+    problems = {}
+    for tag, group in (("before", docs), ("after", later)):
+        for name, d in group.items():
+            problems[f"{tag}/{name}"] = undefined(json.loads((SCHEMAS / f"{name}.schema.json").read_text()), log_of(d))
+    assert problems == {k: [] for k in problems}, problems
+    load = json.loads((before / "load_test_report.json").read_text())
+    assert load["environment"]["k6"] and f"k6 {load['environment']['k6']}" in html, "the k6 version renders"
+    assert "started by quantscope loadtest" in html, "the API URL renders"
+
+
+def test_the_key_check_can_fail():
+    from report_contract import track, undefined
+
+    schema = json.loads((SCHEMAS / "load_test_report.schema.json").read_text())
+    d = track({"scenarios": [{"name": "x"}]})
+    d.get("api")  # what the renderer used to read
+    d["scenarios"][0].get("response_time_ms")
+    d["scenarios"][0].get("latency_ms")
+    assert undefined(schema, d._log) == ["api", "scenarios/[]/response_time_ms"]

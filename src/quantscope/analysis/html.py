@@ -533,57 +533,18 @@ def budget_bars(title: str, rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _scenario_items(load: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    sc = load.get("scenarios")
-    if isinstance(sc, dict):
-        return [(str(k), v) for k, v in sc.items() if isinstance(v, dict)]
-    if isinstance(sc, list):
-        return [(str(v.get("name") or v.get("scenario") or f"scenario {i + 1}"), v) for i, v in enumerate(sc)
-                if isinstance(v, dict)]
-    return []
+    return [(str(sc.get("name")), sc) for sc in load.get("scenarios") or [] if isinstance(sc, dict)]
 
 
 def _latency_ms(s: dict[str, Any]) -> dict[str, float | None]:
-    lat = s.get("latency_ms") or s.get("response_time_ms") or s.get("latency") or {}
-    if not isinstance(lat, dict):
-        lat = {}
-    out: dict[str, float | None] = {}
-    for k in ("min", "avg", "p50", "p90", "p95", "p99", "max"):
-        v = lat.get(k)
-        if v is None:
-            v = lat.get({"avg": "mean", "p50": "median"}.get(k, k))
-        if v is None:
-            v = s.get(f"{k}_ms")
-        out[k] = _f(v)
-    return out
+    lat = s.get("latency_ms") or {}
+    return {k: _f(lat.get(k)) for k in ("min", "avg", "p50", "p90", "p95", "p99", "max")}
 
 
 def _hist(s: dict[str, Any]) -> list[tuple[float, float, int]]:
-    h = s.get("histogram") or s.get("latency_histogram")
-    out: list[tuple[float, float, int]] = []
-    if isinstance(h, list):
-        for b in h:
-            if isinstance(b, dict):
-                a, z = _f(b.get("from_ms", b.get("le_from", b.get("lo")))), _f(b.get("to_ms", b.get("le", b.get("hi"))))
-                c = b.get("count")
-                if a is not None and z is not None and isinstance(c, (int, float)):
-                    out.append((a, z, int(c)))
-            elif isinstance(b, (list, tuple)) and len(b) == 3:
-                out.append((float(b[0]), float(b[1]), int(b[2])))
-    elif isinstance(h, dict) and isinstance(h.get("edges_ms"), list) and isinstance(h.get("counts"), list):
-        e, c = h["edges_ms"], h["counts"]
-        out = [(float(e[i]), float(e[i + 1]), int(c[i])) for i in range(min(len(c), len(e) - 1))]
-    samples = s.get("samples_ms") or s.get("durations_ms")
-    if not out and isinstance(samples, list) and samples:
-        xs = sorted(v for v in (_f(v) for v in samples) if v is not None and v > 0)
-        if xs:
-            lo, hi = math.log10(xs[0]), math.log10(xs[-1] * 1.0001)
-            nb = 30
-            wd = (hi - lo) / nb or 0.01
-            counts = [0] * nb
-            for v in xs:
-                counts[min(nb - 1, int((math.log10(v) - lo) / wd))] += 1
-            out = [(10 ** (lo + i * wd), 10 ** (lo + (i + 1) * wd), counts[i]) for i in range(nb)]
-    return out
+    h = s.get("histogram") or {}
+    e, c = h.get("edges_ms") or [], h.get("counts") or []
+    return [(float(e[i]), float(e[i + 1]), int(c[i])) for i in range(min(len(c), len(e) - 1))]
 
 
 def load_targets(load: dict[str, Any] | None) -> dict[str, float]:
@@ -597,18 +558,11 @@ def load_targets(load: dict[str, Any] | None) -> dict[str, float]:
 
 
 def _success(s: dict[str, Any]) -> float | None:
-    v = _f(s.get("success_rate"))
-    if v is not None and v > 1.0:  # percent, not share
-        v /= 100.0
-    return v
+    return _f(s.get("success_rate"))
 
 
 def _rps(s: dict[str, Any]) -> float | None:
-    for k in ("throughput_rps", "requests_per_second", "throughput", "rps"):
-        v = _f(s.get(k)) if not isinstance(s.get(k), dict) else _f(s[k].get("rps"))
-        if v is not None:
-            return v
-    return None
+    return _f(s.get("throughput_rps"))
 
 
 def load_scenarios(load: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -627,73 +581,39 @@ def load_scenarios(load: dict[str, Any] | None) -> list[dict[str, Any]]:
             "success": None if succ is None else succ > targets["success_rate"],
             "throughput": None if rps is None else rps > targets["throughput_rps"],
         }
-        given = s.get("passed", _get(s, "verdict", "passed"))
+        given = s.get("passed")
         known = [v for v in checks.values() if v is not None]
         passed = given if isinstance(given, bool) else (all(known) if known else None)
-        rows.append({"name": name, "title": s.get("title") or s.get("description") or name, "lat": lat,
-                     "success": succ, "rps": rps, "requests": s.get("requests", s.get("total_requests")),
-                     "failed": s.get("failed", s.get("failed_requests")),
+        rows.append({"name": name, "lat": lat,
+                     "success": succ, "rps": rps, "requests": s.get("requests"), "failed": s.get("failed"),
                      "checks": checks, "passed": passed, "hist": _hist(s),
                      "color": SCENARIO_COLORS[i % len(SCENARIO_COLORS)], "raw": s})
     return rows
 
 
 def _breakdowns(load: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
-    """Per-limit / per-timeframe latency: from the report's top level or from any scenario."""
+    """Per-limit / per-timeframe latency from the scenarios that vary it (by_tag)."""
     out: dict[str, dict[str, Any]] = {}
-    for src in [load] + [s for _, s in _scenario_items(load)]:
-        if not isinstance(src, dict):
-            continue
-        tagged = src.get("by_tag")  # load_test_report.json: by_tag.{limit,timeframe,symbol}
-        if isinstance(tagged, dict) and isinstance(tagged.get(key), dict) and len(tagged[key]) > 1:
-            for name, d in tagged[key].items():
-                if isinstance(d, dict):
-                    out.setdefault(str(name), d)
-        for k in (f"by_{key}", f"{key}s", f"per_{key}"):
-            v = src.get(k)
-            if isinstance(v, dict):
-                for name, d in v.items():
-                    if isinstance(d, dict):
-                        out.setdefault(str(name), d)
-            elif isinstance(v, list):
-                for d in v:
-                    if isinstance(d, dict) and d.get(key) is not None:
-                        out.setdefault(str(d[key]), d)
+    for _, sc in _scenario_items(load):
+        tagged = (sc.get("by_tag") or {}).get(key) or {}
+        if len(tagged) > 1:
+            for name, d in tagged.items():
+                out.setdefault(str(name), d)
     return out
 
 
 def _resource_series(load: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[tuple[str, float]]]:
-    res = load.get("resources") or load.get("resource_usage") or {}
-    samples = res.get("samples") if isinstance(res, dict) else res if isinstance(res, list) else None
-    cpu, rss, marks = [], [], []
-    if isinstance(samples, list):
-        t0 = None
-        for s in samples:
-            if not isinstance(s, dict):
-                continue
-            t = _f(s.get("t_s", s.get("t", s.get("elapsed_s", s.get("time_s")))))
-            if t is None:
-                ts = _f(s.get("timestamp", s.get("ts")))
-                if ts is None:
-                    continue
-                t0 = ts if t0 is None else t0
-                t = ts - t0
-            c = _f(s.get("cpu_percent", s.get("cpu")))
-            m = _f(s.get("rss_mb"))
-            if m is None and _f(s.get("rss_bytes", s.get("rss"))) is not None:
-                m = float(s.get("rss_bytes", s.get("rss"))) / 2 ** 20
-            if c is not None:
-                cpu.append((t, c))
-            if m is not None:
-                rss.append((t, m))
-    for name, s in _scenario_items(load):
-        st = _f(s.get("start_s", s.get("started_s")))
-        if st is not None:
-            marks.append((name, st))
+    cpu, rss = [], []
+    for smp in (load.get("resources") or {}).get("samples") or []:
+        t = _f(smp.get("t_s"))
+        if t is None:
+            continue
+        if _f(smp.get("cpu_percent")) is not None:
+            cpu.append((t, float(smp["cpu_percent"])))
+        if _f(smp.get("rss_mb")) is not None:
+            rss.append((t, float(smp["rss_mb"])))
+    marks = [(name, float(sc["start_s"])) for name, sc in _scenario_items(load) if _f(sc.get("start_s")) is not None]
     return cpu, rss, marks
-
-
-# --- sections -----------------------------------------------------------------------------------
 
 
 def _badge(ok: bool | None, yes: str = "pass", no: str = "fail", none: str = "n/a") -> str:
@@ -895,14 +815,14 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
     targets = load_targets(load)
     rows = load_scenarios(load)
     out = [head]
-    api = load.get("api") or load.get("target") or {}
+    env = load.get("environment") or {}
     info = []
-    if isinstance(api, dict) and (api.get("url") or api.get("base_url")):
-        info.append(f"API <code>{esc(api.get('url') or api.get('base_url'))}</code>")
-    elif isinstance(api, str):
-        info.append(f"API <code>{esc(api)}</code>")
-    if load.get("tool") or load.get("k6_version"):
-        info.append(f"k6 {esc(load.get('k6_version') or _get(load, 'tool', 'version', default=''))}")
+    if load.get("api_url"):
+        info.append(f"API <code>{esc(load['api_url'])}</code>")
+    if env.get("k6"):
+        info.append(f"k6 {esc(env['k6'])}")
+    if env.get("mode"):
+        info.append(f"{esc(env['mode'])}, {esc(env.get('vus') if env.get('vus') is not None else '?')} VUs")
     info.append(f"targets: avg &lt; {fmt_ms(targets['avg_ms'])}, p95 &lt; {fmt_ms(targets['p95_ms'])}, "
                 f"p99 &lt; {fmt_ms(targets['p99_ms'])}, success &gt; {fmt_pct(targets['success_rate'], digits=0)}, "
                 f"throughput &gt; {targets['throughput_rps']:g} req/s")
@@ -919,7 +839,7 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
     k6_reports = [(r["name"], _get(r["raw"], "k6", "html_report"), _get(r["raw"], "k6", "html_report_note"))
                   for r in rows]
     out.append(_table(["scenario", "requests", "avg", "p50", "p95", "p99", "max", "success", "throughput", "verdict"], (
-        [f"<b>{esc(r['name'])}</b>" + (f"<br><span class='muted'>{esc(r['title'])}</span>" if r["title"] != r["name"] else ""),
+        [f"<b>{esc(r['name'])}</b>",
          fmt_n(r["requests"]), cell(fmt_ms(r["lat"]["avg"]), r["checks"]["avg"]), fmt_ms(r["lat"]["p50"]),
          cell(fmt_ms(r["lat"]["p95"]), r["checks"]["p95"]), cell(fmt_ms(r["lat"]["p99"]), r["checks"]["p99"]),
          fmt_ms(r["lat"]["max"]), cell(fmt_pct(r["success"], digits=1), r["checks"]["success"]),
@@ -968,21 +888,14 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
         out.append("</div>")
     else:
         out.append(_not_run("CPU/RSS sampling", "no samples in the report"))
-    bn = load.get("bottleneck") or load.get("bottlenecks") or load.get("analysis")
-    recs = load.get("recommendations") or _get(load, "analysis", "recommendations") or []
-    if isinstance(bn, dict):
-        txt = bn.get("summary") or bn.get("statement") or bn.get("verdict") or bn.get("bottleneck")
-        if txt:
-            out.append(f"<p><b>Bottleneck analysis:</b> {esc(txt)}</p>")
-        recs = recs or bn.get("recommendations") or []
-    elif isinstance(bn, str):
-        out.append(f"<p><b>Bottleneck analysis:</b> {esc(bn)}</p>")
-    elif isinstance(bn, list) and bn:
-        out.append("<p><b>Bottlenecks:</b></p><ul>" + "".join(
-            f"<li>{esc(x.get('summary') or x.get('description') or x) if isinstance(x, dict) else esc(x)}</li>" for x in bn) + "</ul>")
+    bn = load.get("bottleneck") or {}
+    if bn.get("label"):
+        out.append(f"<p><b>Bottleneck analysis:</b> {esc(bn['label'])}</p>")
+    if bn.get("evidence"):
+        out.append("<ul>" + "".join(f"<li>{esc(e)}</li>" for e in bn["evidence"]) + "</ul>")
+    recs = load.get("recommendations") or []
     if recs:
-        out.append("<p><b>Recommendations:</b></p><ul>" + "".join(
-            f"<li>{esc(r.get('text') or r.get('recommendation') or r) if isinstance(r, dict) else esc(r)}</li>" for r in recs) + "</ul>")
+        out.append("<p><b>Recommendations:</b></p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in recs) + "</ul>")
     out.append("</section>")
     return "".join(out)
 
@@ -1019,7 +932,7 @@ def section_objectives(doc: dict[str, Any] | None, error: str | None = None) -> 
             {"label": r.get("title") or r.get("failure_type"), "measured": _f(r["drill"].get("recovery_seconds")),
              "objective": _f(r.get("objective_seconds")), "met": r["drill"].get("met")} for r in drilled]))
         def drill_note(d: dict[str, Any]) -> str:
-            parts = [str(d.get(k)) for k in ("method", "note", "details", "error") if d.get(k)]
+            parts = [str(d.get(k)) for k in ("method", "error") if d.get(k)]
             if isinstance(d.get("measured"), dict):
                 parts.append("measured: " + ", ".join(f"{k} {v}" for k, v in d["measured"].items()))
             if d.get("scaled"):
