@@ -54,7 +54,7 @@ def main() -> int:
     ap.add_argument("--ceiling-workers", type=int, default=None, help="default: same as --workers")
     a = ap.parse_args()
 
-    from quantscope.loadtest.runner import (SCENARIOS, K6Options, Scenario, _ensure_data, api_process, free_port,
+    from quantscope.loadtest.runner import (SCENARIOS, K6Options, Scenario, ensure_data, api_process, free_port,
                                             run_loadtest)
     from quantscope.runtime import database
     from quantscope.settings import Settings
@@ -67,7 +67,7 @@ def main() -> int:
     uncached = Scenario("uncached_mix", "uncached_mix.js", "bypass", SCENARIOS["uncached_mix"].cases)
     rows: dict[str, list[dict]] = {"ceiling": [], "cached": [], "uncached": []}
     with database(settings) as db:
-        _ensure_data(db, settings, [cached, uncached], print)
+        ensure_data(db, settings, [cached, uncached], print)
         with api_process(settings, db.dsn, traces_dir=tmp / "traces", workers=a.workers,
                          log_path=tmp / "api.log") as api:
             body = httpx.get(f"{api.url}/api/v1/features/quant/AAPL", params={"timeframe": "1h", "limit": 500}).content

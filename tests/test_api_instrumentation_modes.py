@@ -18,7 +18,7 @@ import pytest
 from conftest import run_backfill
 from quantscope.analysis.traces import read_spans
 from quantscope.instrumentation import names
-from quantscope.loadtest.runner import free_port
+from quantscope.util.net import free_port
 from quantscope.settings import PROJECT_ROOT
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

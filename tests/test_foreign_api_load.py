@@ -9,7 +9,6 @@ import json
 import re
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ from quantscope.analysis.phases import PhaseRules, Rule
 from quantscope.analysis.spanset import SpanSet
 from quantscope.loadtest.runner import SCENARIOS, K6Options, LoadTestError, check_api_url, run_loadtest
 from quantscope.settings import PROJECT_ROOT
+from quantscope.util.net import free_port as _free_port
 
 APP = PROJECT_ROOT / "examples" / "foreign_api" / "app.py"
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "load_test_report.schema.json").read_text())
 HOST = "127.0.0.2"  # loopback, but not the default host
 SERVER, CLIENT, INTERNAL = 2, 3, 1
-
-
-def _free_port(host):
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _start(tmp, db, *args):

@@ -24,6 +24,7 @@ import pytest
 import typer.main
 
 from quantscope.settings import PROJECT_ROOT
+from quantscope.util.net import free_port as _free_port
 
 README = PROJECT_ROOT / "README.md"
 FAST = ["--symbols", "AAPL,MSFT,SPY", "--timeframes", "1h,1d", "--bars", "200", "--profile", "instant"]
@@ -173,14 +174,6 @@ def _copy_checkout(dest: Path) -> None:
             (dest / f.decode()).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f.decode())
     (dest / ".venv").symlink_to(PROJECT_ROOT / ".venv")  # installed; bootstrap finds its stamp
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

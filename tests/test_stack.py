@@ -45,7 +45,7 @@ import pytest
 import yaml
 
 from quantscope.instrumentation import names
-from quantscope.loadtest.runner import free_port
+from quantscope.util.net import free_port
 from quantscope.objectives import get_objectives
 from quantscope.settings import PROJECT_ROOT as ROOT
 

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import pytest
 from quantscope.instrumentation import names
 from quantscope.marketdata.simulator import SimulatorConfig, create_app
 from quantscope.util.asgi_server import BackgroundServer
+from quantscope.util.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # Long, unique, and with characters that change under URL- and JSON-encoding.
@@ -65,12 +65,6 @@ NEEDLES = {f"{label}:{enc}": b for label, s in (("api-key", KEY), ("admin-token"
 
 def leaks(blob: bytes) -> list[str]:
     return [n for n, b in NEEDLES.items() if b in blob]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TraceparentRecorder:

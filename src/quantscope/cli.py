@@ -20,19 +20,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(stderr=True)
 
 
-def _csv(value: str | None, default: tuple[str, ...]) -> list[str]:
+def parse_csv(value: str | None, default: tuple[str, ...]) -> list[str]:
     if not value:
         return list(default)
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _settings(**overrides) -> Settings:
+def make_settings(**overrides) -> Settings:
     base = get_settings()
     clean = {k: v for k, v in overrides.items() if v is not None}
     return base.model_copy(update=clean) if clean else base
 
 
-def _telemetry(service: str, settings: Settings, *, prometheus: bool = False):
+def start_telemetry(service: str, settings: Settings, *, prometheus: bool = False):
     """Set up tracing for this process, or None when QUANTSCOPE_OTEL_ENABLED=false."""
     if not settings.otel_enabled:
         return None
@@ -44,7 +44,7 @@ def _telemetry(service: str, settings: Settings, *, prometheus: bool = False):
                            prometheus=prometheus, secrets=(key, token))
 
 
-def _fail(msg: str) -> None:
+def fail(msg: str) -> None:
     console.print(f"[bold red]error:[/] {msg}")
     raise typer.Exit(2)
 
@@ -59,7 +59,7 @@ def serve(host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
 
     from quantscope.api.app import create_app
 
-    settings = _settings()
+    settings = make_settings()
     # Requests are already measured (metrics) and traced; the access log is opt-in.
     if workers > 1:
         uvicorn.run("quantscope.api.app:create_app", factory=True, host=host, port=port, workers=workers,
@@ -78,7 +78,7 @@ def simulate(host: Annotated[str, typer.Option()] = "127.0.0.1",
     from quantscope.marketdata.simulator import PROFILES, SimulatorConfig, run_simulator
 
     if profile not in PROFILES:
-        _fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     run_simulator(host=host, port=port, config=SimulatorConfig(profile=profile, rate_limit_per_min=rate_limit, seed=seed))
 
 
@@ -111,14 +111,14 @@ def backfill(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
     from quantscope.runtime import database, market_source, polygon_client
 
     try:
-        settings = _settings(write_strategy=strategy, concurrency=concurrency)
-        plan = None if resume else RunPlan.build(_csv(symbols, tuple(load_symbols())),
-                                                 _csv(timeframes, TIMEFRAME_NAMES), target_bars=bars)
+        settings = make_settings(write_strategy=strategy, concurrency=concurrency)
+        plan = None if resume else RunPlan.build(parse_csv(symbols, tuple(load_symbols())),
+                                                 parse_csv(timeframes, TIMEFRAME_NAMES), target_bars=bars)
     except ValueError as e:
-        _fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
+        fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
     from quantscope.instrumentation import names
 
-    tel = _telemetry(names.SERVICE_BACKFILL, settings)
+    tel = start_telemetry(names.SERVICE_BACKFILL, settings)
     with database(settings) as db, market_source(settings, profile=profile) as src:
         total = len(plan.jobs()) if plan else 0
         progress, on_done = backfill_progress(total)
@@ -160,11 +160,11 @@ def scheduler(strategy: Annotated[str, typer.Option(help="row | values | copy")]
     from quantscope.runtime import database, market_source, polygon_client
 
     try:
-        settings = _settings(write_strategy=strategy, concurrency=concurrency)
+        settings = make_settings(write_strategy=strategy, concurrency=concurrency)
         objectives = get_objectives()
     except (ValueError, ObjectivesError) as e:
-        _fail(str(e))
-    tel = _telemetry(names.SERVICE_SCHEDULER, settings, prometheus=metrics_port > 0)
+        fail(str(e))
+    tel = start_telemetry(names.SERVICE_SCHEDULER, settings, prometheus=metrics_port > 0)
     tiers = {s: i.tier for s, i in load_symbols().items()}
     with database(settings) as db, market_source(settings, profile=profile) as src:
         if tel is not None and metrics_port > 0:
@@ -215,18 +215,18 @@ def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two d
     try:
         objectives = get_objectives()
     except ObjectivesError as e:
-        _fail(str(e))
+        fail(str(e))
     results = None
     if drills:
         from quantscope.recovery.drills import DrillError, DrillOptions, run_drills
         from quantscope.runtime import database
 
-        with database(_settings()) as db, console.status("fault drills") as status:
+        with database(make_settings()) as db, console.status("fault drills") as status:
             try:
                 results = run_drills(db, objectives, DrillOptions(time_scale=time_scale, log_dir=out_dir / "drill-logs"),
-                                     only=_csv(only, ()) or None, notify=lambda m: (status.update(m), console.log(m)))
+                                     only=parse_csv(only, ()) or None, notify=lambda m: (status.update(m), console.log(m)))
             except DrillError as e:
-                _fail(str(e))
+                fail(str(e))
     doc, md, js = write_documents(objectives, {s: i.tier for s, i in load_symbols().items()}, out_dir, results)
     console.print(f"wrote {md} and {js} (fault drills: {'run' if results else 'not run'})")
     if results:

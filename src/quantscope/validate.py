@@ -87,12 +87,12 @@ def validate_command(
     console = qcli.console
     out = absolute(out)
     compare_to = absolute(compare_to) if compare_to is not None else None
-    chosen = qcli._csv(parts, PARTS)
+    chosen = qcli.parse_csv(parts, PARTS)
     bad = [p for p in chosen if p not in PARTS]
     if bad:
-        qcli._fail(f"unknown part(s) {', '.join(bad)}; expected {', '.join(PARTS)}")
+        qcli.fail(f"unknown part(s) {', '.join(bad)}; expected {', '.join(PARTS)}")
     if profile not in PROFILES:
-        qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        qcli.fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     from quantscope.analysis.phases import PhaseRulesError, job_and_phase_options
     from quantscope.loadtest.runner import LoadTestError, check_api_url
 
@@ -102,26 +102,26 @@ def validate_command(
         jobspec, rules = job_and_phase_options(job_span, jobs, run_span, symbol_attr, timeframe_attr,
                                                absolute(phases) if phases is not None else None)
     except (LoadTestError, PhaseRulesError) as e:
-        qcli._fail(str(e))
+        qcli.fail(str(e))
     if compare_to is not None and not (compare_to / OUTPUTS["run"]).exists() \
             and not (compare_to / OUTPUTS["baseline"]).exists():
-        qcli._fail(f"--compare-to {compare_to}: no earlier validate run there (expected {OUTPUTS['baseline']})")
+        qcli.fail(f"--compare-to {compare_to}: no earlier validate run there (expected {OUTPUTS['baseline']})")
     if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id):
-        qcli._fail(f"--run-id {run_id[:40]!r}: use letters, digits, '.', '_' or '-' (it names a directory)")
+        qcli.fail(f"--run-id {run_id[:40]!r}: use letters, digits, '.', '_' or '-' (it names a directory)")
     run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out_dir = out / run_id
     if out_dir.exists() and any(out_dir.iterdir()):
-        qcli._fail(f"{out_dir} already exists and is not empty; choose another --run-id")
+        qcli.fail(f"{out_dir} already exists and is not empty; choose another --run-id")
     try:
         from quantscope.loadtest.runner import select_scenarios
 
-        plan = RunPlan.build(qcli._csv(symbols, tuple(load_symbols())), qcli._csv(timeframes, TIMEFRAME_NAMES),
+        plan = RunPlan.build(qcli.parse_csv(symbols, tuple(load_symbols())), qcli.parse_csv(timeframes, TIMEFRAME_NAMES),
                              target_bars=bars)
-        load_scs = select_scenarios(qcli._csv(scenarios, ()) or None)
-        settings = qcli._settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True,
+        load_scs = select_scenarios(qcli.parse_csv(scenarios, ()) or None)
+        settings = qcli.make_settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True,
                                   traces_dir=out_dir / "traces")
     except (ValueError, RuntimeError) as e:
-        qcli._fail(str(e).splitlines()[0])
+        qcli.fail(str(e).splitlines()[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     options = {"parts": ",".join(chosen), "strategy": strategy, "concurrency": concurrency, "profile": profile,
@@ -222,7 +222,7 @@ def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url
 
     qcli.console.rule("1/3 backfill baseline")
     try:
-        tel = qcli._telemetry(names.SERVICE_BACKFILL, settings)
+        tel = qcli.start_telemetry(names.SERVICE_BACKFILL, settings)
         base = run_baseline(settings, plan, tel, strategy=strategy, concurrency=concurrency, profile=profile,
                             out=out_dir / OUTPUTS["baseline"], db=db)
         report = base.report

@@ -6,11 +6,7 @@ The main CLI mounts `analyze_app` (app.add_typer(analyze_app, name="analyze")) a
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
 import sys
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +14,8 @@ import orjson
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from quantscope.util.provenance import git_revision, versions
 
 from .backfill import AnalysisError, analyze_backfill, format_summary
 from .conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
@@ -40,26 +38,9 @@ def _fail(msg: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _git_revision() -> str | None:
-    env = os.environ.get("QUANTSCOPE_GIT_REVISION")
-    if env:
-        return env
-    try:  # rev-parse only reads; never a command that could touch the index
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() or None if r.returncode == 0 else None
-
-
 def environment_metadata() -> dict[str, Any]:
     """What the analysing machine knows: git revision and tool versions."""
-    versions: dict[str, Any] = {"python": platform.python_version()}
-    for dist in ("quantscope", "numpy", "orjson", "opentelemetry-sdk"):
-        try:
-            versions[dist] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            pass
-    return {"git_revision": _git_revision(), "versions": versions}
+    return {"git_revision": git_revision(), "versions": versions()}
 
 
 def _absolute(path: Path) -> Path:
@@ -67,12 +48,12 @@ def _absolute(path: Path) -> Path:
     return path.expanduser().absolute()
 
 
-def _write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
 
-def _print_lines(console: Console, lines: list[str]) -> None:
+def print_lines(console: Console, lines: list[str]) -> None:
     for line in lines:
         style = ""
         if line.startswith("⚠️") or line.startswith("Verdict:"):
@@ -145,9 +126,9 @@ def backfill_command(
         report = analyze_backfill(table, meta, run_id=run_id, jobs=spec, rules=rules)
     except (TraceSourceError, AnalysisError) as exc:
         raise _fail(str(exc)) from None
-    _write_json(out, report)
+    write_json(out, report)
     console = Console()
-    _print_lines(console, format_summary(report))
+    print_lines(console, format_summary(report))
     for w in report["diagnostics"]["warnings"]:
         console.print(Text(f"note: {w}", style="dim"), soft_wrap=True)
     console.print(Text(f"\nReport: {out}", style="dim"))
@@ -196,7 +177,7 @@ def load_command(
                                 "environment": {"cpu_count": None, "api_workers": None, "k6": None,
                                                 "mode": "merged", "vus": None, "instances": len(files)},
                                 "trace_sources": srcs, "trace_error": None})
-    _write_json(out, report)
+    write_json(out, report)
     console = Console()
     console.print(format_summary(report), highlight=False, soft_wrap=True)
     console.print(Text(f"\nReport: {out} ({len(files)} k6 outputs, "
@@ -243,8 +224,8 @@ def compare_command(
         raise _fail(str(exc).replace("before:", f"{before}:").replace("after:", f"{after}:")) from None
     result["before"]["path"], result["after"]["path"] = str(before), str(after)
     if out is not None:
-        _write_json(out, result)
-    _print_lines(Console(), format_comparison(result))
+        write_json(out, result)
+    print_lines(Console(), format_comparison(result))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m quantscope.analysis.cli`

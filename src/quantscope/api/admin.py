@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from quantscope.api.errors import ApiError
-from quantscope.api.features import MAX_LIMIT, _read, _validate
+from quantscope.api.features import MAX_LIMIT, read_entry, validate_series
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
 
 
@@ -47,11 +47,11 @@ async def cache_warm(request: Request,
     warmed, missing = [], []
     for s in symbol:
         for tf in timeframe:
-            _validate(s, tf)
+            validate_series(s, tf)
             for lim in limit:
                 if not 1 <= lim <= MAX_LIMIT:
                     raise ApiError(422, "invalid_request", f"limit {lim} is out of range 1-{MAX_LIMIT}")
-                entry = await run_in_threadpool(_read, state.db, s, tf, lim)
+                entry = await run_in_threadpool(read_entry, state.db, s, tf, lim)
                 if entry.count:
                     state.cache.put((s, tf, lim), entry)
                     warmed.append({"symbol": s, "timeframe": tf, "limit": lim, "count": entry.count})
@@ -73,7 +73,7 @@ async def backfill_trigger(request: Request,
     tfs = timeframes or list(TIMEFRAME_NAMES)
     for s in syms:
         for tf in tfs:
-            _validate(s, tf)
+            validate_series(s, tf)
     plan = RunPlan.build(syms, tfs)
     run_id = f"api-{new_run_id()}"
 

@@ -27,7 +27,7 @@ COLUMNS_JSON = orjson.dumps(["ts", *FEATURE_COLUMNS])
 MAX_LIMIT = 5000
 
 
-def _validate(symbol: str, timeframe: str) -> None:
+def validate_series(symbol: str, timeframe: str) -> None:
     if not SYMBOL_RE.fullmatch(symbol):
         raise ApiError(422, "invalid_request",
                        f"symbol {symbol[:32]!r} is not valid: expected 1-10 upper-case letters or digits, "
@@ -52,7 +52,7 @@ async def get_features(
     timeframe: str = Query("1h", max_length=8, description=f"One of {', '.join(TIMEFRAME_NAMES)}"),
     limit: int = Query(500, ge=1, le=MAX_LIMIT, description="Rows to return (1-5000)"),
 ) -> Response:
-    _validate(symbol, timeframe)
+    validate_series(symbol, timeframe)
     bypass = "no-cache" in request.headers.get("cache-control", "").lower()
     body, cached = await respond(request.app.state, symbol, timeframe, limit, bypass)
     return Response(body, media_type="application/json", headers={"X-Cache": "HIT" if cached else "MISS"})
@@ -113,7 +113,7 @@ async def _read_once(state, key: tuple[str, str, int]) -> tuple[CacheEntry, bool
     fut = asyncio.get_running_loop().create_future()
     inflight[key] = fut
     try:
-        entry = await run_in_threadpool(_read, state.db, *key)
+        entry = await run_in_threadpool(read_entry, state.db, *key)
     except BaseException as e:
         fut.set_exception(e)
         fut.exception()  # retrieved here: followers re-raise it, no "never retrieved" warning
@@ -125,7 +125,7 @@ async def _read_once(state, key: tuple[str, str, int]) -> tuple[CacheEntry, bool
         inflight.pop(key, None)
 
 
-def _read(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
+def read_entry(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
     from quantscope.store import repository
 
     with db.connection(retry=False) as conn:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import shutil
-import subprocess
 import time
-from importlib import metadata as importlib_metadata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -22,33 +19,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+from quantscope.util.provenance import git_revision, versions
 
 DEFAULT_OUT = Path("phase_2_backfill_baseline.json")
 DEFAULT_PROFILE = "polygon-like"
-_VERSIONS = ("numpy", "pandas", "httpx", "psycopg2-binary", "opentelemetry-sdk", "orjson")
-
-
-def _git_revision(root: Path) -> str | None:
-    env = os.environ.get("QUANTSCOPE_GIT_REVISION")
-    if env:
-        return env
-    try:  # rev-parse only reads; run in the project, not wherever the command was started
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (r.stdout.strip() or None) if r.returncode == 0 else None
-
-
-def _versions(pg_version: str | None) -> dict[str, Any]:
-    from quantscope import __version__
-
-    out: dict[str, Any] = {"python": platform.python_version(), "postgres": pg_version, "quantscope": __version__}
-    for dist in _VERSIONS:
-        try:
-            out[dist] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _server_version(db) -> str | None:
@@ -168,8 +142,8 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
         "symbols": list(plan.symbols),
         "timeframes": list(plan.timeframes),
         "jobs_planned": len(plan.jobs()),
-        "git_revision": _git_revision(PROJECT_ROOT),
-        "versions": _versions(pg_version),
+        "git_revision": git_revision(PROJECT_ROOT),
+        "versions": versions(postgres=pg_version),
         "spans_ended": ended,
         "spans_exported": exported,
         "spans_dropped": max(ended - exported, 0),  # backfill process; the simulator has its own provider
@@ -205,7 +179,7 @@ def baseline_command(
     # Imported here: cli.py mounts this command, so a top-level import would be circular.
     from quantscope import cli as qcli
     from quantscope.analysis.backfill import format_summary
-    from quantscope.analysis.cli import _print_lines, _write_json
+    from quantscope.analysis.cli import print_lines, write_json
     from quantscope.backfill.runner import RunPlan
     from quantscope.instrumentation import names
     from quantscope.marketdata.simulator import PROFILES
@@ -215,21 +189,21 @@ def baseline_command(
 
     out = absolute(out)
     if profile not in PROFILES:
-        qcli._fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        qcli.fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     try:
         # The baseline is computed from traces, so tracing is on whatever QUANTSCOPE_OTEL_ENABLED says.
-        settings = qcli._settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True)
-        plan = RunPlan.build(qcli._csv(symbols, tuple(load_symbols())), qcli._csv(timeframes, TIMEFRAME_NAMES),
+        settings = qcli.make_settings(write_strategy=strategy, concurrency=concurrency, otel_enabled=True)
+        plan = RunPlan.build(qcli.parse_csv(symbols, tuple(load_symbols())), qcli.parse_csv(timeframes, TIMEFRAME_NAMES),
                              target_bars=bars)
     except ValueError as e:
-        qcli._fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
+        qcli.fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
 
-    tel = qcli._telemetry(names.SERVICE_BACKFILL, settings)
+    tel = qcli.start_telemetry(names.SERVICE_BACKFILL, settings)
     try:
         base = run_baseline(settings, plan, tel, strategy=strategy, concurrency=concurrency, profile=profile,
                             heavy_features=heavy_features, rate_limit=rate_limit, out=out)
     except BaselineError as e:
-        qcli._fail(str(e))
+        qcli.fail(str(e))
     finally:
         if tel is not None:
             tel.shutdown()
@@ -237,13 +211,13 @@ def baseline_command(
     ended, exported = meta["spans_ended"], meta["spans_exported"]
     if base.note:
         qcli.console.print(base.note)
-    _write_json(out, report)
+    write_json(out, report)
 
     from rich.console import Console
     from rich.text import Text
 
     stdout = Console()
-    _print_lines(stdout, format_summary(report))
+    print_lines(stdout, format_summary(report))
     stdout.print(Text(f"\nRun {result.run_id}: strategy {strategy}, concurrency {concurrency}, "
                       f"source {meta['simulator_profile'] or meta['market_source']}"
                       f"{', heavy features' if heavy_features else ''}; "

@@ -39,7 +39,7 @@ def loadtest_command(
     """Run the load scenarios with k6 and write load_test_report.json (bottleneck + recommendations)."""
     from quantscope.analysis.load import format_summary
     from quantscope.analysis.phases import PhaseRulesError, rules_from_options
-    from quantscope.cli import _fail, _settings
+    from quantscope.cli import fail, make_settings
     from quantscope.loadtest.runner import K6Options, LoadTestError, check_api_url, run_loadtest, select_scenarios
     from quantscope.objectives import parse_duration
     from quantscope.settings import absolute, absolute_sources
@@ -47,16 +47,16 @@ def loadtest_command(
     out = absolute(out)
     traces = absolute_sources(traces or ())
     if mode not in ("burst", "sustained"):
-        _fail(f"--mode must be burst or sustained, got {mode!r}")
+        fail(f"--mode must be burst or sustained, got {mode!r}")
     try:
         parse_duration(duration)
         scs = select_scenarios(scenario)
         if api_url:
             api_url = check_api_url(api_url, allow_remote=allow_remote)
         rules = rules_from_options(absolute(phases) if phases else None)
-        settings = _settings()
+        settings = make_settings()
     except (ValueError, LoadTestError, PhaseRulesError) as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         with console.status("load test") as status:
             result = run_loadtest(
@@ -67,7 +67,7 @@ def loadtest_command(
                 notify=lambda m: (status.update(m), console.log(m)),
                 on_scenario=lambda n, info: console.log(f"{n}: {info['requests']} requests, k6 exit {info['exit_code']}"))
     except LoadTestError as e:
-        _fail(str(e))
+        fail(str(e))
     console.print(format_summary(result.report), highlight=False)
     console.print(f"wrote {result.report_path}")
     raise typer.Exit(0 if result.report["passed"] else 1)

@@ -32,6 +32,7 @@ import httpx
 import psutil
 
 from quantscope.settings import PROJECT_ROOT, Settings
+from quantscope.util.net import free_port
 
 log = logging.getLogger("quantscope.loadtest")
 
@@ -84,12 +85,6 @@ def k6_binary() -> Path:
 def k6_version() -> str:
     out = subprocess.run([str(k6_binary()), "version"], capture_output=True, text=True, timeout=30)
     return out.stdout.strip().splitlines()[0] if out.stdout else "unknown"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- resource sampling --------------------------------------------------------------------------
@@ -410,7 +405,7 @@ def targets() -> dict[str, float]:
 # --- one load-test run --------------------------------------------------------------------------
 
 
-def _ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
+def ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
                  notify: Callable[[str], None]) -> list[tuple[str, str]]:
     """Backfill what the scenarios read when the store lacks it (instant simulator, or the
     configured Polygon source)."""
@@ -494,7 +489,7 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
                 from quantscope.runtime import database
 
                 db = stack.enter_context(database(settings))
-            _ensure_data(db, settings, scenarios, notify)
+            ensure_data(db, settings, scenarios, notify)
             notify("starting the API (quantscope serve) on 127.0.0.1")
             target = stack.enter_context(api_process(settings, db.dsn, traces_dir=out_dir / "traces", workers=workers,
                                                      log_path=out_dir / "api.log"))

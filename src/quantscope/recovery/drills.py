@@ -367,7 +367,7 @@ def _count_429(stats: dict[str, Any]) -> int:
 
 def drill_db_loss(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
     progress = _Progress()
-    embedded = getattr(db, "_embedded", None)
+    embedded = db.embedded
     n_jobs = len(opts.symbols) * len(opts.timeframes)
     with _simulator("polygon-like") as sim:
         th, box = _run_in_thread(db, sim.url, obj, opts, progress)
