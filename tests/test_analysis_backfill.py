@@ -219,3 +219,16 @@ def test_analysis_never_imports_the_service() -> None:
                     for a in node.names:
                         assert not a.name.startswith("quantscope") or a.name.startswith(ok), \
                             f"{pkg_name}/{f.name}: imports {a.name}"
+
+def test_the_analysis_conventions_agree_with_the_services_names() -> None:
+    """analysis/conventions.py copies the names it reads (it may not import the service): every
+    span, attribute, phase and service name there is the service's, with the same value."""
+    import quantscope.analysis.conventions as conv
+    import quantscope.instrumentation.names as names
+
+    ours = {k: v for k, v in vars(conv).items() if k.isupper()}
+    theirs = {k: v for k, v in vars(names).items() if k.isupper()}
+    shared = [k for k in ours if k.startswith(("ATTR_", "SPAN_", "PHASE", "SERVICE_")) and k != "ATTR_PREFIX"]
+    assert len(shared) >= 20
+    assert {k: ours[k] for k in shared} == {k: theirs.get(k) for k in shared}
+    assert all(v.startswith(conv.ATTR_PREFIX) for k, v in ours.items() if k.startswith("ATTR_"))

@@ -1,9 +1,8 @@
-"""Wiring for commands: the database, the market-data source (real Polygon or the local
-simulator) and a traced backfill, each as a context manager that cleans up after itself."""
+"""Wiring for commands: the database and the market-data source (real Polygon or the local
+simulator) with its client, each as a context manager that cleans up after itself."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,8 +10,6 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from quantscope.settings import POLYGON_BASE_URL, Settings
-
-log = logging.getLogger("quantscope")
 
 SIMULATOR_KEY = "quantscope-simulator-key"
 
@@ -69,8 +66,16 @@ def polygon_client(settings: Settings, source: MarketSource, **kw):
 def database(settings: Settings) -> Iterator[object]:
     from quantscope.store.database import Database
 
-    db = Database.open(settings)
+    db = Database.open(settings, policy=reconnect_policy())
     try:
         yield db
     finally:
         db.close()
+
+
+def reconnect_policy():
+    """Reconnect for as long as config/objectives.yaml gives a lost database (its RTO)."""
+    from quantscope.objectives import get_objectives
+    from quantscope.store.database import ReconnectPolicy
+
+    return ReconnectPolicy(max_total_s=get_objectives().rto["db_connection_loss"].objective)

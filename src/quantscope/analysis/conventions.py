@@ -20,7 +20,7 @@ ATTR_RECORDS_INSERTED = "quantscope.records_inserted"
 ATTR_ATTEMPT = "quantscope.attempt"
 ATTR_STATUS = "quantscope.status"
 ATTR_STRATEGY = "quantscope.write_strategy"
-# Not in the vocabulary yet; read when present on the run span.
+# On the run span (metadata of the report).
 ATTR_CONCURRENCY = "quantscope.concurrency"
 ATTR_SIM_PROFILE = "quantscope.simulator_profile"
 

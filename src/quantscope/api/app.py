@@ -35,9 +35,10 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
         errors.redact_access_log(settings)
         owned = None
         if app.state.db is None:
-            from quantscope.store.database import Database
+            from quantscope.store.database import Database, ReconnectPolicy
 
-            owned = app.state.db = await run_in_threadpool(Database.open, settings)
+            policy = ReconnectPolicy(max_total_s=app.state.objectives.rto["db_connection_loss"].objective)
+            owned = app.state.db = await run_in_threadpool(lambda: Database.open(settings, policy=policy))
         listener = InvalidationListener(lambda: _listen_connection(app.state.db), app.state.cache)
         listener.start()
         app.state.listener = listener

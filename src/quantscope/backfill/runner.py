@@ -120,8 +120,8 @@ class BackfillRunner:
         in_flight: set[int] = set()
         t0 = time.perf_counter()
         with phases.span(names.SPAN_RUN, **{names.ATTR_RUN_ID: run_id, names.ATTR_STRATEGY: self.strategy,
-                                          "quantscope.concurrency": self.concurrency,
-                                          "quantscope.simulator_profile": self.simulator_profile,
+                                          names.ATTR_CONCURRENCY: self.concurrency,
+                                          names.ATTR_SIM_PROFILE: self.simulator_profile,
                                           "quantscope.heavy_features": self.heavy_features,
                                           "quantscope.jobs": len(job_rows), "quantscope.resumed": not created}):
             heartbeat = asyncio.create_task(self._heartbeat(in_flight))

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from quantscope.backfill.runner import BackfillRunner, RunPlan
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
@@ -113,7 +113,3 @@ class Scheduler:
                     await asyncio.wait_for(self.stop.wait(), remaining)
                 except TimeoutError:
                     pass
-
-
-def catchup_window_start(now: datetime, hours: float) -> datetime:
-    return now - timedelta(hours=hours)

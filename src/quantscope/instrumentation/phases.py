@@ -62,8 +62,3 @@ def set_attrs(s: Span, **attrs: Any) -> None:
 def mark_error(s: Span, message: str) -> None:
     if s.is_recording():
         s.set_status(Status(StatusCode.ERROR, message))
-
-
-def current_trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None

@@ -343,8 +343,9 @@ class EmbeddedPostgres:
 @dataclass(frozen=True)
 class ReconnectPolicy:
     """Backoff between reconnect attempts. After ``delays`` run out the last one repeats, until
-    the next wait would pass ``max_total_s`` since the first failure (the objective's
-    DB-connection-loss RTO is 2 min). ``sleep``/``clock`` are injectable for tests."""
+    the next wait would pass ``max_total_s`` since the first failure. Commands pass the
+    DB-connection-loss RTO from config/objectives.yaml (runtime.reconnect_policy); the default
+    is only for callers without objectives. ``sleep``/``clock`` are injectable for tests."""
 
     delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
     max_total_s: float = 120.0

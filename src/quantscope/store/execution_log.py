@@ -114,13 +114,6 @@ def finish_job(conn, job_id: int, owner: str, *, status: str, records_fetched: i
         return cur.rowcount == 1
 
 
-def unfinished_count(conn, run_id: str) -> int:
-    with conn.cursor() as cur:
-        cur.execute("""SELECT count(*) FROM scheduler_execution_log
-                       WHERE run_id=%s AND status IN ('pending','running')""", (run_id,))
-        return cur.fetchone()[0]
-
-
 def tier_refreshed_at(conn, symbol_tiers: dict[str, str], timeframes) -> dict[str, datetime | None]:
     """Per tier, the time since which every (symbol, timeframe) of it has a successful job:
     the oldest of their latest successes, or None when a series was never refreshed."""

@@ -99,10 +99,6 @@ def redact_attributes(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out if changed else None
 
 
-def redact_text(text: str) -> str:
-    return _scrub(text)
-
-
 # Secrets inside free text (an error message or a span name that quotes a URL): a secret-named
 # query parameter's value, or the userinfo of a URL.
 _PARAM_IN_TEXT = re.compile(
