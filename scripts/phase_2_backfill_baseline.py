@@ -16,7 +16,7 @@ try:
 except ImportError:  # a checkout without `pip install`: use src/ directly
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from quantscope.backfill.baseline import main  # noqa: E402
+from quantscope.cli.baseline import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

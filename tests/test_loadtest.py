@@ -169,13 +169,13 @@ def test_concurrent_misses_share_one_store_read(settings, db, simulator, monkeyp
 
     run_backfill(db, simulator, ["MSFT"], ["1h"])
     calls = []
-    real = features._read
+    real = features.read_entry
 
     def counting(*a):
         calls.append(a[1:])
         return real(*a)
 
-    monkeypatch.setattr(features, "_read", counting)
+    monkeypatch.setattr(features, "read_entry", counting)
     app = create_app(settings, db=db)
 
     async def go():

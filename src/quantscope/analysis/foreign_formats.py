@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from quantscope.util.otlp import any_value
+
 __all__ = [
     "ForeignFormatError",
     "is_jaeger_document",
@@ -54,13 +56,7 @@ def is_zipkin_span(doc: Any) -> bool:
 
 
 def _any(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    return {"stringValue": "" if v is None else str(v)}
+    return any_value("" if v is None else v)
 
 
 def _hex_id(raw: Any, width: int, what: str) -> str:

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import numpy as np
 import orjson
 
+from quantscope.util.otlp import any_value
 from quantscope.util.redaction import SQL_ATTRS, URL_ATTRS, redact_free_text, redact_value
 
 from .conventions import (
@@ -666,16 +667,7 @@ def _foreign(convert: Any, doc: Any, where: str, kind: str) -> dict[str, Any]:
         raise TraceSourceError(f"{where}: {kind} JSON: {exc}") from None
 
 
-def to_any_value(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, (list, tuple)):
-        return {"arrayValue": {"values": [to_any_value(x) for x in v]}}
-    return {"stringValue": str(v)}
+to_any_value = any_value  # Python value -> OTLP AnyValue (hand-built span sets, converters)
 
 
 def _describe(exc: BaseException) -> str:

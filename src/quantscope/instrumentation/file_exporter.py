@@ -14,37 +14,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
+from quantscope.util.otlp import any_value
 from quantscope.util.redaction import redact_value
 
 _KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
 _STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
-
-
-def any_value(v: Any) -> dict:
-    t = type(v)  # exact types first: the common case costs one dict lookup
-    if t is str:
-        return {"stringValue": v}
-    if t is int:
-        return {"intValue": str(v)}
-    if t is bool:
-        return {"boolValue": v}
-    if t is float:
-        return {"doubleValue": v}
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, str):
-        return {"stringValue": v}
-    if isinstance(v, (list, tuple)):
-        return {"arrayValue": {"values": [any_value(x) for x in v]}}
-    if isinstance(v, bytes):
-        import base64
-
-        return {"bytesValue": base64.b64encode(v).decode()}
-    return {"stringValue": str(v)}
 
 
 def key_values(attrs) -> list[dict]:

@@ -90,6 +90,16 @@ class RedactingExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+def batch_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    """The one batch configuration every exporter here uses."""
+    return BatchSpanProcessor(exporter, max_queue_size=MAX_QUEUE, max_export_batch_size=BATCH,
+                              schedule_delay_millis=DELAY_MS)
+
+
+def trace_file_path(service_name: str, traces_dir: Path) -> Path:
+    return traces_dir / f"{service_name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
+
+
 def _trace_exporter(service_name: str, traces_dir: Path) -> tuple[SpanExporter, Path | None]:
     if otlp_endpoint_configured():
         if _otlp_protocol() == "grpc":
@@ -97,7 +107,7 @@ def _trace_exporter(service_name: str, traces_dir: Path) -> tuple[SpanExporter, 
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         return RedactingExporter(OTLPSpanExporter()), None
-    path = traces_dir / f"{service_name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
+    path = trace_file_path(service_name, traces_dir)
     return OtlpJsonFileExporter(path), path
 
 
@@ -110,11 +120,26 @@ class Telemetry:
     counter: CountingProcessor
     trace_file: Path | None
     prometheus: bool
+    file_exporter: SpanExporter | None = None  # a file copy beside the OTLP exporter (ensure_trace_file)
     _closed: bool = field(default=False, repr=False)
 
     @property
     def exported(self) -> int:
         return getattr(self.exporter, "exported", 0)
+
+    @property
+    def file_exported(self) -> int:
+        """Spans written to the local trace file (the OTLP export counts separately)."""
+        return getattr(self.file_exporter or self.exporter, "exported", 0)
+
+    def ensure_trace_file(self, traces_dir: Path) -> Path:
+        """A local OTLP-JSON copy of every span, beside an OTLP export when one is configured
+        (analyses read files); returns its path."""
+        if self.trace_file is None:
+            tee = OtlpJsonFileExporter(trace_file_path(self.service_name, traces_dir))
+            self.tracer_provider.add_span_processor(batch_processor(tee))
+            self.trace_file, self.file_exporter = tee.path, tee
+        return self.trace_file
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()
@@ -154,8 +179,7 @@ def setup_telemetry(service_name: str, *, environment: str = "local", traces_dir
         counter = CountingProcessor()
         tp.add_span_processor(counter)
         exporter, path = _trace_exporter(service_name, Path(traces_dir or Path(".quantscope/traces")))
-        tp.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=MAX_QUEUE,
-                                                 max_export_batch_size=BATCH, schedule_delay_millis=DELAY_MS))
+        tp.add_span_processor(batch_processor(exporter))
         trace.set_tracer_provider(tp)
 
         readers = []
@@ -225,8 +249,7 @@ def asgi_tracing(app, service_name: str, *, environment: str = "local", traces_d
 
     tp = TracerProvider(resource=make_resource(service_name, environment))
     exporter, _ = _trace_exporter(service_name, Path(traces_dir or Path(".quantscope/traces")))
-    tp.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=MAX_QUEUE, max_export_batch_size=BATCH,
-                                             schedule_delay_millis=DELAY_MS))
+    tp.add_span_processor(batch_processor(exporter))
     wrapped = OpenTelemetryMiddleware(app, tracer_provider=tp, exclude_spans=["receive", "send"])
     wrapped.tracer_provider = tp  # so the owner can flush/shut it down
     return wrapped

@@ -76,7 +76,7 @@ def validate_command(
     """Run the whole Phase 2 validation on embedded defaults and write reports/<run-id>/."""
     from rich.console import Console
 
-    from quantscope import cli as qcli
+    from quantscope.cli import common as qcli
     from quantscope.analysis.html import render_report, verdict_lines
     from quantscope.backfill.runner import RunPlan
     from quantscope.marketdata.simulator import PROFILES
@@ -216,7 +216,7 @@ def exit_code(errors: dict[str, str], missed: list[str]) -> int:
 
 def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url, out_dir, errors, *,
                    jobspec=None, rules=None):
-    from quantscope import cli as qcli
+    from quantscope.cli import common as qcli
     from quantscope.backfill.baseline import BaselineError, run_baseline
     from quantscope.instrumentation import names
 
@@ -224,7 +224,7 @@ def _part_backfill(settings, plan, db, strategy, concurrency, profile, tempo_url
     try:
         tel = qcli.start_telemetry(names.SERVICE_BACKFILL, settings)
         base = run_baseline(settings, plan, tel, strategy=strategy, concurrency=concurrency, profile=profile,
-                            out=out_dir / OUTPUTS["baseline"], db=db)
+                            out=out_dir / OUTPUTS["baseline"], db=db, progress=qcli.backfill_progress)
         report = base.report
         if tempo_url:
             report = _from_tempo(tempo_url, base, errors, jobspec, rules) or report
@@ -259,7 +259,7 @@ def _from_tempo(tempo_url, base, errors, jobspec=None, rules=None):
 
 def _part_load(settings, db, api_url, scenarios, requests, vus, out_dir, errors, *, allow_remote=False,
                rules=None):
-    from quantscope import cli as qcli
+    from quantscope.cli import common as qcli
     from quantscope.analysis.load import LoadReportError, format_summary
     from quantscope.loadtest.runner import K6Options, LoadTestError, run_loadtest
 
@@ -277,7 +277,7 @@ def _part_load(settings, db, api_url, scenarios, requests, vus, out_dir, errors,
 
 
 def _part_rto(db, drills, time_scale, out_dir, errors):
-    from quantscope import cli as qcli
+    from quantscope.cli import common as qcli
     from quantscope.marketdata.timeframes import load_symbols
     from quantscope.objectives import ObjectivesError, get_objectives
     from quantscope.recovery.document import write_documents

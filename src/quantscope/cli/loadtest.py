@@ -39,7 +39,7 @@ def loadtest_command(
     """Run the load scenarios with k6 and write load_test_report.json (bottleneck + recommendations)."""
     from quantscope.analysis.load import format_summary
     from quantscope.analysis.phases import PhaseRulesError, rules_from_options
-    from quantscope.cli import fail, make_settings
+    from quantscope.cli.common import fail, make_settings
     from quantscope.loadtest.runner import K6Options, LoadTestError, check_api_url, run_loadtest, select_scenarios
     from quantscope.objectives import parse_duration
     from quantscope.settings import absolute, absolute_sources

@@ -9,46 +9,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from quantscope.cli.common import backfill_progress, console, fail, make_settings, parse_csv, start_telemetry
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES, load_symbols
-from quantscope.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Prove where a market-data feature service spends its time and how fast it recovers.")
-console = Console(stderr=True)
-
-
-def parse_csv(value: str | None, default: tuple[str, ...]) -> list[str]:
-    if not value:
-        return list(default)
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def make_settings(**overrides) -> Settings:
-    base = get_settings()
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    return base.model_copy(update=clean) if clean else base
-
-
-def start_telemetry(service: str, settings: Settings, *, prometheus: bool = False):
-    """Set up tracing for this process, or None when QUANTSCOPE_OTEL_ENABLED=false."""
-    if not settings.otel_enabled:
-        return None
-    from quantscope.instrumentation.setup import setup_telemetry
-
-    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    return setup_telemetry(service, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
-                           prometheus=prometheus, secrets=(key, token))
-
-
-def fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(2)
-
-
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port")] = 8000,
@@ -80,22 +46,6 @@ def simulate(host: Annotated[str, typer.Option()] = "127.0.0.1",
     if profile not in PROFILES:
         fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     run_simulator(host=host, port=port, config=SimulatorConfig(profile=profile, rate_limit_per_min=rate_limit, seed=seed))
-
-
-def backfill_progress(total: int):
-    progress = Progress(TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]:>10} rec/s"), TextColumn("{task.fields[failed]} failed"),
-                        TimeElapsedColumn(), console=console, transient=False)
-    task = progress.add_task("jobs", total=total, rate="-", failed=0)
-    state = {"records": 0, "failed": 0}
-
-    def on_done(outcome) -> None:
-        state["records"] += outcome.records_fetched
-        state["failed"] += outcome.status != "success"
-        elapsed = progress.tasks[task].elapsed or 1e-9
-        progress.update(task, advance=1, rate=f"{state['records'] / elapsed:,.0f}", failed=state["failed"])
-
-    return progress, on_done
 
 
 @app.command()
@@ -241,15 +191,15 @@ def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two d
 
 
 def _mount_commands() -> None:
-    """Commands that live beside the code they drive."""
+    """Commands with a module of their own in this package."""
     from quantscope.analysis.cli import analyze_app, compare_command
-    from quantscope.backfill.baseline import baseline_command
-    from quantscope.loadtest.command import loadtest_command
+    from quantscope.cli.baseline import baseline_command
+    from quantscope.cli.loadtest import loadtest_command
 
     app.command("baseline", help="Traced backfill + bottleneck verdict: phase_2_backfill_baseline.json.")(
         baseline_command)
     app.add_typer(analyze_app, name="analyze", help="Analyse existing telemetry (traces, k6 output).")
-    from quantscope.validate import EXIT_HELP, validate_command
+    from quantscope.cli.validate import EXIT_HELP, validate_command
 
     app.command("validate", help="The whole Phase 2 on one machine: reports/<run-id>/ with report.html.\n\n"
                 + EXIT_HELP)(validate_command)

@@ -1,0 +1,60 @@
+"""What every command shares: the stderr console, one-line failures, option parsing, settings
+and telemetry for this process, the backfill progress bar. Presentation lives here, at the edge;
+workflows take progress as a callback."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from quantscope.settings import Settings, get_settings
+
+__all__ = ["backfill_progress", "console", "fail", "make_settings", "parse_csv", "start_telemetry"]
+
+console = Console(stderr=True)
+
+
+def parse_csv(value: str | None, default: tuple[str, ...]) -> list[str]:
+    if not value:
+        return list(default)
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def make_settings(**overrides) -> Settings:
+    base = get_settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base
+
+
+def start_telemetry(service: str, settings: Settings, *, prometheus: bool = False):
+    """Set up tracing for this process, or None when QUANTSCOPE_OTEL_ENABLED=false."""
+    if not settings.otel_enabled:
+        return None
+    from quantscope.instrumentation.setup import setup_telemetry
+
+    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return setup_telemetry(service, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
+                           prometheus=prometheus, secrets=(key, token))
+
+
+def fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def backfill_progress(total: int):
+    progress = Progress(TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]:>10} rec/s"), TextColumn("{task.fields[failed]} failed"),
+                        TimeElapsedColumn(), console=console, transient=False)
+    task = progress.add_task("jobs", total=total, rate="-", failed=0)
+    state = {"records": 0, "failed": 0}
+
+    def on_done(outcome) -> None:
+        state["records"] += outcome.records_fetched
+        state["failed"] += outcome.status != "success"
+        elapsed = progress.tasks[task].elapsed or 1e-9
+        progress.update(task, advance=1, rate=f"{state['records'] / elapsed:,.0f}", failed=state["failed"])
+
+    return progress, on_done

@@ -1,0 +1,34 @@
+"""The import contracts in pyproject.toml ([tool.importlinter]), checked with import-linter: the
+analysis imports nothing of the service, business code never wires the OpenTelemetry SDK, and
+the layers from the commands down to the neutral helpers hold (function-local imports count)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from quantscope.settings import PROJECT_ROOT as ROOT
+
+LINT = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT), "--no-cache", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_import_contracts_hold():
+    r = _lint()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "Contracts: 3 kept, 0 broken." in r.stdout
+
+
+def test_a_broken_contract_is_reported(tmp_path):
+    """The checker sees function-local imports: the cli package mounts its commands inside a
+    function, and a contract forbidding that must break."""
+    cfg = tmp_path / "contracts.toml"
+    cfg.write_text('[tool.importlinter]\nroot_package = "quantscope"\n\n'
+                   '[[tool.importlinter.contracts]]\nname = "cli never imports analysis"\ntype = "forbidden"\n'
+                   'source_modules = ["quantscope.cli"]\nforbidden_modules = ["quantscope.analysis"]\n')
+    r = _lint("--config", str(cfg))
+    assert r.returncode == 1 and "BROKEN" in r.stdout and "quantscope.cli -> quantscope.analysis" in r.stdout
