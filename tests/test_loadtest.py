@@ -229,7 +229,7 @@ def test_sustained_mode_writes_k6s_own_html_report_and_burst_says_why_not(settin
     assert "<html" in html.lower() and len(html) > 50_000
     # Self-contained: nothing to fetch at view time.
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']?https?://""", html, re.I)
-    from quantscope.analysis.html import section_load
+    from quantscope.analysis.report import section_load
 
     assert 'href="k6/cached_symbol.k6.html"' in section_load(res.report)
     burst = run_loadtest(settings, scenarios=[SCENARIOS["cached_symbol"]], out_dir=tmp_path / "b", db=db,

@@ -9,6 +9,7 @@ cannot run here. Every `quantscope` command also parses against the real CLI.
 from __future__ import annotations
 
 import os
+import hashlib
 import re
 import shlex
 import shutil
@@ -173,7 +174,14 @@ def _copy_checkout(dest: Path) -> None:
         if src.is_file():
             (dest / f.decode()).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f.decode())
-    (dest / ".venv").symlink_to(PROJECT_ROOT / ".venv")  # installed; bootstrap finds its stamp
+    # The copy shares the installed venv. Its bootstrap must find a current stamp, or it would
+    # reinstall quantscope into the shared venv pointing at this throwaway copy's src/.
+    stamp = (PROJECT_ROOT / ".venv" / ".quantscope-installed").read_text().strip()
+    want = hashlib.sha256((PROJECT_ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    if stamp.rpartition("-")[0] != want:
+        pytest.fail("pyproject.toml changed since the venv was installed: run ./scripts/bootstrap --test "
+                    "(./scripts/test does) before this test")
+    (dest / ".venv").symlink_to(PROJECT_ROOT / ".venv")
 
 
 @pytest.fixture(scope="module")

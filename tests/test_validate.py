@@ -176,7 +176,7 @@ def test_report_html_reads_only_keys_the_schemas_define(runs):
     """The renderer against the JSON Schemas: every key it looks up in the reports of a real run
     (baseline, load, RTO/RPO, the comparison, the load report before, validate_run.json) must be
     defined, and what those reports hold must show."""
-    from quantscope.analysis.html import render_report, verdict_lines
+    from quantscope.analysis.report import render_report, verdict_lines
     from report_contract import log_of, track, undefined
 
     before, after, _, _ = runs

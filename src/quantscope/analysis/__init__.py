@@ -8,7 +8,7 @@ backfill         analyze_backfill(spans, ...) -> phase_2_backfill_baseline.json 
 tail             distributions and the slowest 5% against the rest (jobs and requests)
 load             k6 points + server spans -> load_test_report.json (merge of N k6 instances)
 compare          compare_reports(before, after) -> deltas, speed-up, significance
-html             report.html from the reports (only keys their schemas define)
+report/          report.html from the reports (only keys their schemas define)
 cli              analyze_app (`analyze backfill`, `analyze load`), compare_command (`compare`)
 spanset          hand-built span sets with known answers
 """

@@ -77,7 +77,7 @@ def validate_command(
     from rich.console import Console
 
     from quantscope.cli import common as qcli
-    from quantscope.analysis.html import render_report, verdict_lines
+    from quantscope.analysis.report import render_report, verdict_lines
     from quantscope.backfill.runner import RunPlan
     from quantscope.marketdata.simulator import PROFILES
     from quantscope.marketdata.timeframes import load_symbols
