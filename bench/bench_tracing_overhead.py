@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from quantscope.store.database import EmbeddedPostgres  # noqa: E402
+from quantscope.store.embedded import EmbeddedPostgres  # noqa: E402
 from quantscope.util.net import free_port
 
 PY = sys.executable

@@ -37,7 +37,8 @@ import psycopg2
 
 from quantscope.features.compute import FEATURE_COLUMNS
 from quantscope.store import repository as repo
-from quantscope.store.database import Database, EmbeddedPostgres
+from quantscope.store.database import Database
+from quantscope.store.embedded import EmbeddedPostgres
 
 TIMEFRAME = "5m"
 

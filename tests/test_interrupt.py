@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from quantscope.settings import PROJECT_ROOT
-from quantscope.store.database import postgres_processes
+from quantscope.store.embedded import postgres_processes
 from quantscope.cli.validate import EXIT_OK, EXIT_PART_FAILED, EXIT_TARGET_MISSED, exit_code, targets_missed
 
 

