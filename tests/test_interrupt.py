@@ -13,7 +13,7 @@ import pytest
 
 from quantscope.settings import PROJECT_ROOT
 from quantscope.store.embedded import postgres_processes
-from quantscope.cli.validate import EXIT_OK, EXIT_PART_FAILED, EXIT_TARGET_MISSED, exit_code, targets_missed
+from quantscope.workflows.validate import EXIT_OK, EXIT_PART_FAILED, EXIT_TARGET_MISSED, exit_code, targets_missed
 
 
 def _descendants(proc: psutil.Process, seen: dict[int, tuple[psutil.Process, str]]) -> None:

@@ -12,6 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from quantscope.settings import get_settings
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -208,7 +210,6 @@ def classify_freshness(s: Staleness, last: datetime | None, now: datetime | None
 
 
 def default_objectives_path() -> Path:
-    from quantscope.settings import get_settings
 
     return get_settings().config_dir / "objectives.yaml"
 

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from quantscope.instrumentation import names
+from quantscope.instrumentation.setup import asgi_tracing, current
+from quantscope.marketdata.polygon import build_client_from_settings
+from quantscope.marketdata.simulator import create_app, FaultConfig, SimulatorConfig
+from quantscope.objectives import get_objectives
 from quantscope.settings import POLYGON_BASE_URL, Settings
+from quantscope.store.database import Database, ReconnectPolicy
+from quantscope.util.asgi_server import BackgroundServer
 
 SIMULATOR_KEY = "quantscope-simulator-key"
 
@@ -34,11 +41,7 @@ def market_source(settings: Settings, *, profile: str = "instant", rate_limit_pe
     if key:
         yield MarketSource(POLYGON_BASE_URL, key, False, None)
         return
-    from quantscope.marketdata.simulator import FaultConfig, SimulatorConfig, create_app
-    from quantscope.util.asgi_server import BackgroundServer
 
-    from quantscope.instrumentation import names
-    from quantscope.instrumentation.setup import asgi_tracing, current
 
     cfg = SimulatorConfig(profile=profile, rate_limit_per_min=rate_limit_per_min, faults=faults or FaultConfig())
     app = create_app(cfg)
@@ -56,15 +59,12 @@ def market_source(settings: Settings, *, profile: str = "instant", rate_limit_pe
 
 
 def polygon_client(settings: Settings, source: MarketSource, **kw):
-    from quantscope.marketdata.polygon import build_client_from_settings
-
     return build_client_from_settings(settings.model_copy(update={"polygon_api_key": SecretStr(source.api_key)}),
                                       base_url_override=source.base_url, **kw)
 
 
 @contextmanager
 def database(settings: Settings) -> Iterator[object]:
-    from quantscope.store.database import Database
 
     db = Database.open(settings, policy=reconnect_policy())
     try:
@@ -75,7 +75,4 @@ def database(settings: Settings) -> Iterator[object]:
 
 def reconnect_policy():
     """Reconnect for as long as config/objectives.yaml gives a lost database (its RTO)."""
-    from quantscope.objectives import get_objectives
-    from quantscope.store.database import ReconnectPolicy
-
     return ReconnectPolicy(max_total_s=get_objectives().rto["db_connection_loss"].objective)

@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from quantscope.api.errors import ApiError
 from quantscope.api.features import MAX_LIMIT, read_entry, validate_series
-from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+from quantscope.backfill.runner import new_run_id, RunPlan
+from quantscope.marketdata.timeframes import load_symbols, TIMEFRAME_NAMES
+from quantscope.store import execution_log as xlog
 
 
 def require_admin(request: Request) -> None:
@@ -65,9 +67,6 @@ async def backfill_trigger(request: Request,
                            force: bool = Query(False, description="Start even when a run is active"),
                            symbols: list[str] | None = Query(None, max_length=100),
                            timeframes: list[str] | None = Query(None, max_length=5)) -> dict:
-    from quantscope.backfill.runner import RunPlan, new_run_id
-    from quantscope.marketdata.timeframes import load_symbols
-    from quantscope.store import execution_log as xlog
 
     syms = symbols or list(load_symbols())
     tfs = timeframes or list(TIMEFRAME_NAMES)

@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from quantscope.util.redaction import REDACTED, SECRET_PARAMS
+
 log = logging.getLogger("quantscope.api")
 
 
@@ -79,7 +81,6 @@ class AccessLogRedactor(logging.Filter):
     """uvicorn's access log prints each request target with its query string, so a client that
     puts a credential in the URL (?apiKey=, ?token=, or a configured secret under any name) would
     have it written to the log. Such values are replaced before the line is formatted."""
-
     def __init__(self, secrets: tuple[str, ...]):
         super().__init__()
         self.secrets = tuple(s for s in secrets if s)
@@ -89,7 +90,6 @@ class AccessLogRedactor(logging.Filter):
         return any(s in text or s in text.replace(" ", "+") for s in self.secrets)
 
     def redact(self, target: str) -> str:
-        from quantscope.util.redaction import REDACTED, SECRET_PARAMS
 
         path, sep, query = target.partition("?")
         if self._secret(unquote(path)):

@@ -19,6 +19,7 @@ from quantscope.api.errors import ApiError
 from quantscope.features.compute import FEATURE_COLUMNS
 from quantscope.instrumentation import names, phases
 from quantscope.marketdata.timeframes import SYMBOL_RE, TIMEFRAME_NAMES
+from quantscope.store import repository
 
 log = logging.getLogger("quantscope.api")
 router = APIRouter()
@@ -126,7 +127,6 @@ async def _read_once(state, key: tuple[str, str, int]) -> tuple[CacheEntry, bool
 
 
 def read_entry(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
-    from quantscope.store import repository
 
     with db.connection(retry=False) as conn:
         page = repository.read_features(conn, symbol, timeframe, limit)

@@ -17,6 +17,11 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from quantscope.analysis.backfill import AnalysisError, analyze_backfill
+from quantscope.analysis.traces import read_spans, TraceSourceError
+from quantscope.backfill.runner import BackfillRunner
+from quantscope.runtime import database, market_source, polygon_client
+from quantscope.settings import PROJECT_ROOT
 from quantscope.util.provenance import git_revision, versions
 
 DEFAULT_OUT = Path("phase_2_backfill_baseline.json")
@@ -77,11 +82,6 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
     returns (a context manager around the run, a per-job callback): the caller's presentation."""
     from contextlib import ExitStack, nullcontext
 
-    from quantscope.analysis.backfill import AnalysisError, analyze_backfill
-    from quantscope.analysis.traces import TraceSourceError, read_spans
-    from quantscope.backfill.runner import BackfillRunner
-    from quantscope.runtime import database, market_source, polygon_client
-    from quantscope.settings import PROJECT_ROOT
 
     if tel is None:
         raise BaselineError("the baseline is computed from traces: tracing must be on")

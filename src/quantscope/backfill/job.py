@@ -13,7 +13,9 @@ from datetime import datetime, timedelta, timezone
 
 from quantscope.features.compute import compute_features
 from quantscope.instrumentation import names, phases
+from quantscope.marketdata.polygon import PolygonError
 from quantscope.marketdata.timeframes import SymbolInfo, Timeframe
+from quantscope.store import repository
 
 _MARKET_DAY_S = 6.5 * 3600
 
@@ -62,7 +64,6 @@ class JobError(Exception):
 @dataclass
 class JobContext:
     """What a job needs; built once per run."""
-
     db: object                 # quantscope.store.database.Database
     client: object             # quantscope.marketdata.polygon.PolygonClient
     strategy: str
@@ -75,8 +76,6 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
                   *, finish) -> JobOutcome:
     """Run one job. `finish(conn, outcome) -> bool` writes the checkpoint inside the store
     transaction (or in its own one when the job failed before storing)."""
-    from quantscope.store import repository
-
     out = JobOutcome(info.symbol, tf.name, info.tier)
     t0 = time.perf_counter()
     attrs = {names.ATTR_RUN_ID: ctx.run_id, names.ATTR_SYMBOL: info.symbol,
@@ -143,7 +142,6 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
 
 
 def _phase_of(e: Exception) -> str:
-    from quantscope.marketdata.polygon import PolygonError
 
     if isinstance(e, PolygonError):
         return names.PHASE_API

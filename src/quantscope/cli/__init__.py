@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from quantscope.cli.common import backfill_progress, console, fail, make_settings, parse_csv, start_telemetry
+from quantscope.cli.common import backfill_progress, console, fail, make_settings, parse_csv, telemetry
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES, load_symbols
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -68,7 +68,7 @@ def backfill(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
         fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
     from quantscope.instrumentation import names
 
-    tel = start_telemetry(names.SERVICE_BACKFILL, settings)
+    tel = telemetry(names.SERVICE_BACKFILL, settings)
     with database(settings) as db, market_source(settings, profile=profile) as src:
         total = len(plan.jobs()) if plan else 0
         progress, on_done = backfill_progress(total)
@@ -114,7 +114,7 @@ def scheduler(strategy: Annotated[str, typer.Option(help="row | values | copy")]
         objectives = get_objectives()
     except (ValueError, ObjectivesError) as e:
         fail(str(e))
-    tel = start_telemetry(names.SERVICE_SCHEDULER, settings, prometheus=metrics_port > 0)
+    tel = telemetry(names.SERVICE_SCHEDULER, settings, prometheus=metrics_port > 0)
     tiers = {s: i.tier for s, i in load_symbols().items()}
     with database(settings) as db, market_source(settings, profile=profile) as src:
         if tel is not None and metrics_port > 0:

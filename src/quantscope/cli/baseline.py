@@ -45,7 +45,7 @@ def baseline_command(
     except ValueError as e:
         qcli.fail(str(e).splitlines()[0] if "validation error" not in str(e) else str(e))
 
-    tel = qcli.start_telemetry(names.SERVICE_BACKFILL, settings)
+    tel = qcli.telemetry(names.SERVICE_BACKFILL, settings)
     try:
         base = run_baseline(settings, plan, tel, strategy=strategy, concurrency=concurrency, profile=profile,
                             heavy_features=heavy_features, rate_limit=rate_limit, out=out,

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from quantscope.settings import Settings, get_settings
 
-__all__ = ["backfill_progress", "console", "fail", "make_settings", "parse_csv", "start_telemetry"]
+__all__ = ["backfill_progress", "console", "fail", "make_settings", "parse_csv", "telemetry"]
 
 console = Console(stderr=True)
 
@@ -27,16 +27,11 @@ def make_settings(**overrides) -> Settings:
     return base.model_copy(update=clean) if clean else base
 
 
-def start_telemetry(service: str, settings: Settings, *, prometheus: bool = False):
-    """Set up tracing for this process, or None when QUANTSCOPE_OTEL_ENABLED=false."""
-    if not settings.otel_enabled:
-        return None
-    from quantscope.instrumentation.setup import setup_telemetry
+def telemetry(service: str, settings: Settings, *, prometheus: bool = False):
+    """instrumentation.setup.telemetry_for, imported on use: the SDK would slow `quantscope --help`."""
+    from quantscope.instrumentation.setup import telemetry_for
 
-    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    return setup_telemetry(service, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
-                           prometheus=prometheus, secrets=(key, token))
+    return telemetry_for(service, settings, prometheus=prometheus)
 
 
 def fail(msg: str) -> None:

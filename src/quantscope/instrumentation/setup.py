@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -253,3 +254,14 @@ def asgi_tracing(app, service_name: str, *, environment: str = "local", traces_d
     wrapped = OpenTelemetryMiddleware(app, tracer_provider=tp, exclude_spans=["receive", "send"])
     wrapped.tracer_provider = tp  # so the owner can flush/shut it down
     return wrapped
+
+
+def telemetry_for(service: str, settings: Any, *, prometheus: bool = False) -> Telemetry | None:
+    """This process's telemetry from quantscope settings, or None when QUANTSCOPE_OTEL_ENABLED=false.
+    The Polygon key and admin token are registered as secrets: no exporter writes them."""
+    if not settings.otel_enabled:
+        return None
+    key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return setup_telemetry(service, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
+                           prometheus=prometheus, secrets=(key, token))

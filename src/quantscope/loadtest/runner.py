@@ -31,6 +31,18 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
+from quantscope.analysis.load import (
+    build_report,
+    index_server_spans,
+    read_k6_points,
+    read_k6_summary,
+    read_targets,
+    ScenarioRun,
+)
+from quantscope.analysis.traces import read_spans, TraceSourceError
+from quantscope.backfill.runner import BackfillRunner, RunPlan
+from quantscope.objectives import parse_duration
+from quantscope.runtime import database, market_source, polygon_client
 from quantscope.settings import PROJECT_ROOT, Settings
 from quantscope.util.net import free_port
 
@@ -92,7 +104,6 @@ def k6_version() -> str:
 
 class TreeSampler:
     """Samples CPU % (of one core, summed over the tree) and RSS of a process and its children."""
-
     def __init__(self, pid: int, interval_s: float = SAMPLE_INTERVAL_S):
         self.root = psutil.Process(pid)
         self.interval_s = interval_s
@@ -324,8 +335,6 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
 
 def dashboard_period(duration: str) -> str:
     """About 30 points per chart in k6's HTML report (its default, 10 s, leaves a 30 s run 3)."""
-    from quantscope.objectives import parse_duration
-
     return f"{max(1, round(parse_duration(duration) / 30))}s"
 
 
@@ -397,8 +406,6 @@ def select_scenarios(names: Sequence[str] | None) -> list[Scenario]:
 
 def targets() -> dict[str, float]:
     """The seed's targets, from the one file the k6 scripts read too."""
-    from quantscope.analysis.load import read_targets
-
     return read_targets(K6_DIR / "lib" / "targets.json")
 
 
@@ -411,8 +418,6 @@ def ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
     configured Polygon source)."""
     import asyncio
 
-    from quantscope.backfill.runner import BackfillRunner, RunPlan
-    from quantscope.runtime import market_source, polygon_client
 
     missing = missing_data(db, scenarios)
     if not missing:
@@ -439,9 +444,6 @@ def read_settled_spans(sources: Sequence[str], wanted: set[str], *, rules: Any =
                        notify: Callable[[str], None] = lambda m: None) -> Any:
     """Read the trace sources; while some wanted trace ids have no server span yet (a batch
     exporter that has not flushed), read again every `poll_s` up to `wait_s`."""
-    from quantscope.analysis.load import index_server_spans
-    from quantscope.analysis.traces import read_spans
-
     keep = rules.keys() if rules is not None else ()
     deadline = time.monotonic() + wait_s
     while True:
@@ -470,8 +472,6 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
     `trace_wait_s` until every successful request's server span is there."""
     from contextlib import ExitStack
 
-    from quantscope.analysis.load import ScenarioRun, build_report, read_k6_points, read_k6_summary
-    from quantscope.analysis.traces import TraceSourceError
 
     k6 = k6 or K6Options()
     out_dir = out_dir.absolute()
@@ -486,7 +486,6 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
             target = ApiTarget(api_url.rstrip("/"), token, api_pid, None, workers)
         else:
             if db is None:
-                from quantscope.runtime import database
 
                 db = stack.enter_context(database(settings))
             ensure_data(db, settings, scenarios, notify)

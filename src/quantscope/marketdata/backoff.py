@@ -12,14 +12,12 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 # One duration grammar for the whole project ("1s", "5m", "6h"; ValueError names the bad input).
-from quantscope.objectives import parse_duration
+from quantscope.objectives import load_objectives, parse_duration
 
 __all__ = ["BackoffPolicy", "CircuitBreaker", "parse_duration", "parse_retry_after"]
 
 
 def _load_backoff_section(path: Path | str | None):
-    from quantscope.objectives import load_objectives
-
     return load_objectives(Path(path) if path is not None else None).backoff
 
 
@@ -78,7 +76,6 @@ class CircuitBreaker:
     escalation[n-1], capped at `pause_s`: 1 s, 5 s, 30 s, then 5 min. A short burst of 429s then
     costs seconds, not the full 5-minute pause (the rate-limit RTO is 30 s); a limit that persists
     still backs everyone off for 5 minutes. Without it every opening pauses `pause_s`."""
-
     def __init__(self, threshold: int = 4, pause_s: float = 300.0, clock: Callable[[], float] = time.monotonic,
                  escalation: tuple[float, ...] | None = None):
         if threshold < 1:

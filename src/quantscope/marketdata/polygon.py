@@ -25,10 +25,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from quantscope.instrumentation import metrics as qmetrics
-from quantscope.instrumentation import phases
+from quantscope.instrumentation import metrics as qmetrics, phases
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker, parse_retry_after
-from quantscope.marketdata.timeframes import Timeframe, parse_timeframe, to_ticker
+from quantscope.marketdata.timeframes import parse_timeframe, Timeframe, to_ticker
+from quantscope.settings import POLYGON_BASE_URL
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ _REQUIRED = (("t", "t"), ("o", "open"), ("h", "high"), ("l", "low"), ("c", "clos
 
 class PolygonError(Exception):
     """Base of every client error. Messages name ticker, timeframe and status, never the key."""
-
     def __init__(self, message: str, *, ticker: str | None = None, timeframe: str | None = None,
                  status: int | None = None, attempts: int | None = None):
         super().__init__(message)
@@ -83,7 +82,6 @@ class PaginationError(PolygonError):
 
 class _Retry(Exception):
     """Internal: a retryable failure of one attempt."""
-
     def __init__(self, reason: str, error: PolygonError, retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason
@@ -353,8 +351,6 @@ class PolygonClient:
 
 def build_client_from_settings(settings: Any, base_url_override: str | None = None, **kwargs: Any) -> PolygonClient:
     """A client configured from `Settings` and the backoff section of config/objectives.yaml."""
-    from quantscope.settings import POLYGON_BASE_URL
-
     key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else None
     base = base_url_override or settings.polygon_base_url or POLYGON_BASE_URL
     objectives = settings.config_dir / "objectives.yaml"

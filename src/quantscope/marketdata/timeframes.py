@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from quantscope.settings import get_settings
+
 
 @dataclass(frozen=True)
 class Timeframe:
@@ -64,7 +66,6 @@ class SymbolInfo:
 
 
 def default_symbols_path() -> Path:
-    from quantscope.settings import get_settings
 
     return get_settings().config_dir / "symbols.yaml"
 

@@ -31,8 +31,14 @@ from typing import Any
 
 import httpx
 
+from quantscope.backfill.runner import BackfillRunner, RunPlan
+from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
+from quantscope.marketdata.polygon import PolygonClient
+from quantscope.marketdata.simulator import create_app, SimulatorConfig
 from quantscope.objectives import Objectives
 from quantscope.settings import PROJECT_ROOT
+from quantscope.store import execution_log as xlog
+from quantscope.util.asgi_server import BackgroundServer
 
 log = logging.getLogger("quantscope.drills")
 
@@ -128,22 +134,14 @@ def check_integrity(db: Any, run_id: str, before: dict[tuple[str, str], Any] | N
 
 
 def _plan(opts: DrillOptions):
-    from quantscope.backfill.runner import RunPlan
-
     return RunPlan.build(list(opts.symbols), list(opts.timeframes), target_bars=opts.bars)
 
 
 def _simulator(profile: str = "polygon-like"):
-    from quantscope.marketdata.simulator import SimulatorConfig, create_app
-    from quantscope.util.asgi_server import BackgroundServer
-
     return BackgroundServer(create_app(SimulatorConfig(profile=profile)))
 
 
 def _client(url: str, obj: Objectives, scale: float):
-    from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
-    from quantscope.marketdata.polygon import PolygonClient
-
     sched = tuple(s * scale for s in obj.backoff.schedule)
     return PolygonClient(url, DRILL_KEY, timeout_s=30,
                          backoff=BackoffPolicy(schedule=sched, max_attempts=len(sched) + 1),
@@ -189,7 +187,6 @@ def _latest_run(db: Any, since: float) -> str | None:
 
 
 def _finished(db: Any, run_id: str) -> int:
-    from quantscope.store import execution_log as xlog
 
     return db.run(lambda c: xlog.finished_count(c, run_id))
 
@@ -276,7 +273,6 @@ def drill_scheduler_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[
 
 class _Progress:
     """Job completion times, from the runner's callback (works while the DB is down, too)."""
-
     def __init__(self):
         self.lock = threading.Lock()
         self.done: list[tuple[float, str, str, str]] = []
@@ -296,7 +292,6 @@ class _Progress:
 
 def _run_in_thread(db: Any, url: str, obj: Objectives, opts: DrillOptions, progress: _Progress,
                    fail_compute: frozenset = frozenset()) -> tuple[threading.Thread, dict[str, Any]]:
-    from quantscope.backfill.runner import BackfillRunner
 
     box: dict[str, Any] = {}
 
@@ -484,7 +479,6 @@ def _run_one(db, obj, opts, name, out, notify) -> None:
 class _drill_log:
     """The faults are deliberate: their warnings (retries, reconnects) go to drill-logs/drills.log,
     not the console."""
-
     def __init__(self, log_dir: Path | None):
         self.log_dir = log_dir
         self.handler: logging.Handler | None = None

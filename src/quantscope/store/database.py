@@ -24,6 +24,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.pool
 
+from quantscope.settings import get_settings
 from quantscope.store.embedded import EmbeddedPostgres
 from quantscope.store.migrations import apply_migrations
 
@@ -47,7 +48,6 @@ class ReconnectPolicy:
     the next wait would pass ``max_total_s`` since the first failure. Commands pass the
     DB-connection-loss RTO from config/objectives.yaml (runtime.reconnect_policy); the default
     is only for callers without objectives. ``sleep``/``clock`` are injectable for tests."""
-
     delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
     max_total_s: float = 120.0
     sleep: Callable[[float], None] = time.sleep
@@ -61,7 +61,6 @@ class ReconnectPolicy:
 
 class _Backoff:
     """One retry budget shared by connection acquisition and whole-transaction retries."""
-
     def __init__(self, policy: ReconnectPolicy):
         self.policy = policy
         self.attempt = 0
@@ -168,7 +167,6 @@ class Database:
     A checked-out connection found dead (closed, or the server already sent a termination on the
     idle socket, or a ping fails after ``ping_after_idle_s``) is discarded and replaced.
     """
-
     def __init__(
         self,
         dsn: str,
@@ -219,7 +217,6 @@ class Database:
         """Connect to ``settings.database_url``, or start the embedded server at
         ``settings.data_dir`` (stopped again by ``close()``); apply migrations."""
         if settings is None:
-            from quantscope.settings import get_settings
 
             settings = get_settings()
         embedded = None
