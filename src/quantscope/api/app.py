@@ -24,6 +24,9 @@ log = logging.getLogger("quantscope.api")
 UNTRACED_PATHS = ("/metrics", "/healthz", "/readyz")  # probes and scrapes: no spans
 
 
+LISTENER_STARTUP_S = 5.0  # at most; a database that is down does not hold startup longer
+
+
 def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     """Build the API. With `db` given (tests, validate) the caller owns the database's lifetime;
     otherwise the app opens it on startup (embedded PostgreSQL unless DATABASE_URL is set)."""
@@ -42,6 +45,9 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
         listener = InvalidationListener(lambda: _listen_connection(app.state.db), app.state.cache)
         listener.start()
         app.state.listener = listener
+        # The listener clears the cache when it connects (notifications sent before are lost):
+        # serve after that, or the first answers' cache entries are wiped under them.
+        await run_in_threadpool(listener.connected.wait, LISTENER_STARTUP_S)
         try:
             yield
         finally:
