@@ -189,12 +189,12 @@ def load_test() -> Board:
         prom(f"sum by (scenario) (rate({reqs}[$__rate_interval]))", "{{scenario}}")], "reqps",
         f"Completed requests per second. Dashed: the {t['throughput_rps']:g} req/s target.",
         th=thresholds(("red", None), ("green", t["throughput_rps"])), draw_thresholds=True), w=12, h=9)
-    b.add(timeseries("p95 by limit", [
-        prom(f"histogram_quantile(0.95, sum by (limit) (rate({dur}[$__rate_interval])))", "limit={{limit}}")], "s",
-        "Which page size is slowest (variable_limits).", th=lat_th, draw_thresholds=True), w=8, h=8)
-    b.add(timeseries("p95 by timeframe", [
-        prom(f"histogram_quantile(0.95, sum by (timeframe) (rate({dur}[$__rate_interval])))", "{{timeframe}}")], "s",
-        "Which timeframe is slowest (variable_timeframes).", th=lat_th, draw_thresholds=True), w=8, h=8)
+    for tag, legend, what in (("limit", "limit={{limit}}", "page size (variable_limits)"),
+                              ("timeframe", "{{timeframe}}", "timeframe (variable_timeframes)")):
+        b.add(timeseries(f"Latency p50 / p95 / p99 by {tag}", [
+            prom(f"histogram_quantile({q}, sum by ({tag}) (rate({dur}[$__rate_interval])))", f"{legend} p{p}", ref)
+            for q, p, ref in ((0.5, 50, "A"), (0.95, 95, "B"), (0.99, 99, "C"))], "s",
+            f"Which {what} is slowest.", th=lat_th, draw_thresholds=True), w=8, h=8)
     b.add(timeseries("Error rate (client)", [
         prom(f"(sum by (scenario) (rate({bad}[$__rate_interval])) or 0 * sum by (scenario) (rate({reqs}[$__rate_interval])))"
              f" / sum by (scenario) (rate({reqs}[$__rate_interval]))", "{{scenario}}")], "percentunit",

@@ -177,3 +177,26 @@ def test_request_tail_splits_by_server_parts_and_ranks_the_tag():
     # Without server spans, the tail still ranks the tag, by duration alone.
     bare = request_tail(req, {})
     assert bare["parts"] == {} and bare["over_represented"][0]["value"] == "1000"
+
+
+def test_the_median_job_is_a_real_job_whose_parts_add_up():
+    s, _ = _run(lambda sym, tf, i: (0.0, 2.0, "hot") if i % 20 == 0 else None)
+    rep = analyze_backfill(s.table())
+    med = rep["tail"]["median_item"]
+    durations = sorted(j["duration_seconds"] for j in rep["jobs"])
+    assert med["duration"] in durations and durations.index(med["duration"]) in (59, 60)
+    assert sum(med["parts"].values()) == pytest.approx(med["duration"])
+    from quantscope.analysis.report.sections import tail_block
+
+    html = tail_block(rep["tail"], "")
+    assert "median job" in html and "slowest 5%" in html
+
+
+def test_ties_in_lift_go_to_the_attribute_listed_first():
+    dur = [1.0] * 20
+    for i in (0, 1, 2):
+        dur[i] = 3.0
+    sym = ["A" if i in (0, 1, 2) else f"S{i}" for i in range(20)]
+    rec = [7 if i in (0, 1, 2) else i for i in range(20)]
+    out = slow_set(dur, {"db": dur}, {"symbol": sym, "records": rec})
+    assert [o["attribute"] for o in out["over_represented"][:2]] == ["symbol", "records"]

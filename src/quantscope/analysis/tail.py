@@ -110,7 +110,9 @@ def _over_represented(attrs: Mapping[str, Sequence[Any]], slow: np.ndarray, n: i
                               "overall_share": overall, "lift": lift, "binned": binned})
     # Lift first, then how much of the slow set the value covers (a value in 6 of 7 slow jobs
     # beats one in 2 of 7 at the same lift).
-    found.sort(key=lambda f: (-round(f["lift"], 6), -f["slow"], f["attribute"], str(f["value"])))
+    # Ties go to the attribute the caller lists first (symbol and timeframe before record counts).
+    rank = {name: i for i, name in enumerate(attrs)}
+    found.sort(key=lambda f: (-round(f["lift"], 6), -f["slow"], rank[f["attribute"]], str(f["value"])))
     return found[:MAX_VALUES]
 
 
@@ -145,7 +147,11 @@ def slow_set(durations: Sequence[float] | np.ndarray, parts: Mapping[str, Sequen
         part_out[name] = {"slow_mean": ps, "rest_mean": pr, "gap": ps - pr,
                           "share_of_gap": (ps - pr) / gap if gap > 0 else None}
     explained = sum(p["gap"] for p in part_out.values())
+    mid = int(order[n // 2])  # order is slowest first: the item at the median rank
+    median_item = {"duration": float(d[mid]),
+                   "parts": {name: float(np.asarray(vals, dtype=np.float64)[mid]) for name, vals in parts.items()}}
     out = {**base, "slow_count": k, "rest_count": n - k, "threshold": float(d[order[k - 1]]),
+           "median_item": median_item,
            "slow_mean": slow_mean, "rest_mean": rest_mean, "rest_median": float(np.median(d[~slow])),
            "gap": gap, "gap_ratio": gap / rest_mean if rest_mean > 0 else None,
            "parts": part_out, "parts_sum_gap": explained}

@@ -207,10 +207,15 @@ def tail_block(tail: dict[str, Any] | None, what: str) -> str:
         return "".join(out)
     unit = tail.get("unit", "s")
     k = tail.get("slow_count")
-    cats = [f"the rest ({fmt_n(tail.get('rest_count'))}, mean)", f"slowest {fmt_pct(tail.get('share'))} ({fmt_n(k)}, mean)"]
+    median = (tail.get("median_item") or {}).get("parts") or {}
+    noun = str(tail.get("noun", "item")).rstrip("s")
+    cats = [f"median {noun}", f"the rest ({fmt_n(tail.get('rest_count'))}, mean)",
+            f"slowest {fmt_pct(tail.get('share'))} ({fmt_n(k)}, mean)"]
     series = [(TAIL_PART_STYLE.get(p, (p, MUTED))[0], TAIL_PART_STYLE.get(p, (p, MUTED))[1],
-               [as_float(v.get("rest_mean")) or 0.0, as_float(v.get("slow_mean")) or 0.0]) for p, v in parts.items()]
-    out.append(stacked_bars(f"Slowest {fmt_pct(tail.get('share'))} against the rest, by part", cats, series,
+               [as_float(median.get(p)) or 0.0, as_float(v.get("rest_mean")) or 0.0,
+                as_float(v.get("slow_mean")) or 0.0]) for p, v in parts.items()]
+    out.append(stacked_bars(f"Slowest {fmt_pct(tail.get('share'))} against the median {noun} and the rest, by part",
+                            cats, series,
                             unit=unit, axis_label=f"mean time ({unit})", horizontal=True,
                             total_fmt=(lambda v: f"{v:.1f} ms") if unit == "ms" else (lambda v: f"{v:.3f} s")))
     def nz(x: Any) -> float:  # no "-0.000" for a gap that is zero but for rounding
@@ -219,7 +224,8 @@ def tail_block(tail: dict[str, Any] | None, what: str) -> str:
 
     rows = [[esc(TAIL_PART_STYLE.get(p, (p, ""))[0]), f"{nz(v.get('rest_mean')):.3f}",
              f"{nz(v.get('slow_mean')):.3f}", f"{nz(v.get('gap')):+.3f}",
-             fmt_pct(nz(v.get("share_of_gap"))) if v.get("share_of_gap") is not None else "–"]
+             fmt_pct(share if abs(share := as_float(v.get("share_of_gap")) or 0.0) >= 0.005 else 0.0)
+             if v.get("share_of_gap") is not None else "–"]
             for p, v in sorted(parts.items(), key=lambda kv: -(as_float(kv[1].get("gap")) or 0))]
     out.append(_table(["part", f"rest ({unit})", f"slowest ({unit})", f"gap ({unit})", "of the gap"], rows, "num"))
     over = tail.get("over_represented") or []
