@@ -7,6 +7,7 @@ The main CLI mounts `analyze_app` (app.add_typer(analyze_app, name="analyze")) a
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,16 @@ from quantscope.util.provenance import git_revision, versions
 
 from .backfill import AnalysisError, analyze_backfill, format_summary
 from .conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
-from .phases import PhaseRulesError, job_and_phase_options
+from .load import (
+    DEFAULT_TARGETS,
+    LoadReportError,
+    ScenarioRun,
+    build_report,
+    format_summary,
+    merge_k6_outputs,
+    read_targets,
+)
+from .phases import PhaseRulesError, job_and_phase_options, rules_from_options
 from .compare import CompareError, compare_reports, format_comparison
 from .traces import TraceSourceError, read_spans
 
@@ -150,16 +160,6 @@ def load_command(
 ) -> None:
     """Load-test report from k6 raw outputs: N instances (k6-operator pods, execution segments)
     merged per scenario over all their points."""
-    from .load import (
-        DEFAULT_TARGETS,
-        LoadReportError,
-        ScenarioRun,
-        build_report,
-        format_summary,
-        merge_k6_outputs,
-        read_targets,
-    )
-    from .phases import rules_from_options
 
     files = [str(_absolute(Path(f))) for f in [*k6, *(more or [])]]
     srcs = [s if "://" in s else str(_absolute(Path(s))) for s in (traces or [])]
@@ -185,8 +185,6 @@ def load_command(
 
 
 def _now() -> str:
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 

@@ -144,7 +144,7 @@ def classify(table: SpanTable, rules: PhaseRules | None = None) -> np.ndarray:
 def load_rules(path: str | Path) -> PhaseRules:
     """config/phases.yaml (or any file of that schema) -> PhaseRules; PhaseRulesError names the
     file, the place and what is wrong, in one line."""
-    import jsonschema
+    import jsonschema  # only when a rules file is given (the analysis of plain traces skips both)
     import yaml
 
     p = Path(path)

@@ -768,7 +768,7 @@ def read_otlp_path(src: str | Path, builder: SpanTableBuilder, *, strict: bool =
 
 
 def _http_get(client: Any, url: str, params: dict[str, Any] | None = None) -> Any:
-    import httpx
+    import httpx  # only for Tempo/Jaeger URLs: reading files needs no HTTP client
 
     try:
         resp = client.get(url, params=params)
@@ -816,7 +816,7 @@ def read_tempo(
     Without a run id, the most recent `backfill.run` is chosen. `start`/`end` are unix seconds;
     Tempo only searches its backend when both are given, hence the default lookback window.
     """
-    import httpx
+    import httpx  # only for Tempo/Jaeger URLs: reading files needs no HTTP client
 
     base = base_url.rstrip("/")
     now = int(datetime.now(UTC).timestamp())
@@ -904,7 +904,7 @@ def read_jaeger(
     Query parameters already in the URL win; missing ones get defaults (service, a lookback
     window, the run id as an attribute filter).
     """
-    import httpx
+    import httpx  # only for Tempo/Jaeger URLs: reading files needs no HTTP client
 
     parts = urlsplit(url)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -15,8 +15,13 @@ from quantscope.api.cache import FeatureCache, InvalidationListener
 from quantscope.api.fastpath import FeaturesFastPath
 from quantscope.api.limits import RequestLimits
 from quantscope.api.middleware import RequestMetrics
+from quantscope.instrumentation import names
+from quantscope.instrumentation.metrics import register_state_gauges
+from quantscope.marketdata.timeframes import load_symbols
 from quantscope.objectives import get_objectives
 from quantscope.settings import Settings, get_settings
+from quantscope.store.database import Database, ReconnectPolicy
+from quantscope.store.status import service_status
 
 log = logging.getLogger("quantscope.api")
 
@@ -38,8 +43,6 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
         errors.redact_access_log(settings)
         owned = None
         if app.state.db is None:
-            from quantscope.store.database import Database, ReconnectPolicy
-
             policy = ReconnectPolicy(max_total_s=app.state.objectives.rto["db_connection_loss"].objective)
             owned = app.state.db = await run_in_threadpool(lambda: Database.open(settings, policy=policy))
         listener = InvalidationListener(lambda: _listen_connection(app.state.db), app.state.cache)
@@ -58,8 +61,7 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
 
     telemetry = None
     if settings.otel_enabled:
-        from quantscope.instrumentation import names
-        from quantscope.instrumentation.setup import setup_telemetry
+        from quantscope.instrumentation.setup import setup_telemetry  # the SDK only when tracing is on
 
         telemetry = setup_telemetry(
             names.SERVICE_API, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
@@ -91,12 +93,12 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     app.add_middleware(RequestLimits)
     app.add_middleware(RequestMetrics)
     if telemetry is not None:
-        from prometheus_client import make_asgi_app
+        from prometheus_client import make_asgi_app  # /metrics only when telemetry is on
 
-        from quantscope.instrumentation.setup import instrument_fastapi
+        from quantscope.instrumentation.setup import instrument_fastapi  # the SDK only when tracing is on
 
         if mode == "lean":
-            from quantscope.instrumentation.asgi import ServerSpans
+            from quantscope.instrumentation.asgi import ServerSpans  # the lean server-span mode only
 
             app.add_middleware(ServerSpans, tracer_provider=telemetry.tracer_provider, excluded_paths=UNTRACED_PATHS)
         elif mode == "auto":
@@ -121,10 +123,6 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
 
 
 def _register_gauges(app: FastAPI) -> None:
-    from quantscope.instrumentation.metrics import register_state_gauges
-    from quantscope.marketdata.timeframes import load_symbols
-    from quantscope.store.status import service_status
-
     tiers = {s: i.tier for s, i in load_symbols().items()}
 
     def source() -> dict | None:

@@ -12,13 +12,14 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from quantscope.analysis.backfill import AnalysisError, analyze_backfill
-from quantscope.analysis.traces import read_spans, TraceSourceError
+from quantscope.analysis.traces import TraceSourceError, read_spans
 from quantscope.backfill.runner import BackfillRunner
 from quantscope.runtime import database, market_source, polygon_client
 from quantscope.settings import PROJECT_ROOT
@@ -80,7 +81,6 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
     process's telemetry (tracing must be on); it is flushed here, and stays up for the caller.
     Writes nothing but the trace copies beside `out`; the caller writes the report. `progress(n)`
     returns (a context manager around the run, a per-job callback): the caller's presentation."""
-    from contextlib import ExitStack, nullcontext
 
 
     if tel is None:

@@ -7,6 +7,7 @@ data, samples the API process tree's CPU and RSS, and hands raw points to analys
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -21,7 +22,7 @@ import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -416,7 +417,6 @@ def ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
                  notify: Callable[[str], None]) -> list[tuple[str, str]]:
     """Backfill what the scenarios read when the store lacks it (instant simulator, or the
     configured Polygon source)."""
-    import asyncio
 
 
     missing = missing_data(db, scenarios)
@@ -470,7 +470,6 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
     `api_service` picks the API's server spans by service.name (default: any service). A running
     API (`api_url`) flushes its spans on its own schedule: its trace sources are re-read for up to
     `trace_wait_s` until every successful request's server span is there."""
-    from contextlib import ExitStack
 
 
     k6 = k6 or K6Options()

@@ -4,7 +4,9 @@ what the service enforces. Drill results, when given, stand beside each objectiv
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from quantscope.objectives import TIER_ORDER, Objectives, format_duration
@@ -158,8 +160,6 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def write_documents(obj: Objectives, symbol_tiers: dict[str, str], out_dir, drills=None):
     """Both documents into `out_dir`; returns (doc, markdown path, json path)."""
-    import json
-    from pathlib import Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -386,7 +386,7 @@ def _drip(payload: bytes, chunks: int, total_s: float) -> StreamingResponse:
 
 def run_simulator(host: str = "127.0.0.1", port: int = 8600, config: SimulatorConfig | None = None) -> None:
     """Serve the simulator in the foreground (the `quantscope simulate` command)."""
-    import uvicorn
+    import uvicorn  # serving only; the app itself runs inside tests and benches without it
 
     # No access log: clients that pass apiKey in the query string would have it written out.
     uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False)
