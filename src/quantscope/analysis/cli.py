@@ -25,10 +25,10 @@ from .load import (
     LoadReportError,
     ScenarioRun,
     build_report,
-    format_summary,
     merge_k6_outputs,
     read_targets,
 )
+from .load import format_summary as format_load_summary
 from .phases import PhaseRulesError, job_and_phase_options, rules_from_options
 from .compare import CompareError, compare_reports, format_comparison
 from .traces import TraceSourceError, read_spans
@@ -179,7 +179,7 @@ def load_command(
                                 "trace_sources": srcs, "trace_error": None})
     write_json(out, report)
     console = Console()
-    console.print(format_summary(report), highlight=False, soft_wrap=True)
+    console.print(format_load_summary(report), highlight=False, soft_wrap=True)
     console.print(Text(f"\nReport: {out} ({len(files)} k6 outputs, "
                        f"{sum(len(r.requests) for r in runs):,} requests)", style="dim"))
 

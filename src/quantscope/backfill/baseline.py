@@ -18,11 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantscope.analysis.backfill import AnalysisError, analyze_backfill
-from quantscope.analysis.traces import TraceSourceError, read_spans
-from quantscope.backfill.runner import BackfillRunner
-from quantscope.runtime import database, market_source, polygon_client
-from quantscope.settings import PROJECT_ROOT
 from quantscope.util.provenance import git_revision, versions
 
 DEFAULT_OUT = Path("phase_2_backfill_baseline.json")
@@ -81,6 +76,14 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
     process's telemetry (tracing must be on); it is flushed here, and stays up for the caller.
     Writes nothing but the trace copies beside `out`; the caller writes the report. `progress(n)`
     returns (a context manager around the run, a per-job callback): the caller's presentation."""
+    # Imported here: the CLI imports this module to mount `baseline`; pandas and the runner would
+    # slow every `quantscope --help`.
+    from quantscope.analysis.backfill import AnalysisError, analyze_backfill
+    from quantscope.analysis.traces import TraceSourceError, read_spans
+    from quantscope.backfill.runner import BackfillRunner
+    from quantscope.runtime import database, market_source, polygon_client
+    from quantscope.settings import PROJECT_ROOT
+
 
 
     if tel is None:

@@ -18,7 +18,7 @@ import typer
 from quantscope.analysis.conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
 from quantscope.cli import common as qcli
 from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
-from quantscope.workflows.validate import EXIT_HELP, OUTPUTS, PARTS, ValidateOptions, run_validate
+from quantscope.workflows.outputs import EXIT_HELP, OUTPUTS, PARTS
 
 __all__ = ["EXIT_HELP", "validate_command"]
 
@@ -72,6 +72,7 @@ def validate_command(
     compare_to: Annotated[Optional[Path], typer.Option(help="An earlier run's directory: before/after")] = None,
 ) -> None:
     """Run the whole Phase 2 validation on embedded defaults and write reports/<run-id>/."""
+    # Imported here, not at the top: loading the workflow would slow every `quantscope --help`.
     from rich.console import Console
 
     from quantscope.analysis.phases import PhaseRulesError, job_and_phase_options
@@ -81,6 +82,7 @@ def validate_command(
     from quantscope.marketdata.simulator import PROFILES
     from quantscope.marketdata.timeframes import load_symbols
     from quantscope.settings import absolute
+    from quantscope.workflows.validate import ValidateOptions, run_validate
 
     out = absolute(out)
     compare_to = absolute(compare_to) if compare_to is not None else None

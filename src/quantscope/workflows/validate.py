@@ -35,14 +35,19 @@ from quantscope.objectives import ObjectivesError, get_objectives
 from quantscope.recovery.document import write_documents
 from quantscope.recovery.drills import DrillError, DrillOptions, run_drills
 from quantscope.runtime import database
+from quantscope.workflows.outputs import (
+    EXIT_HELP,
+    EXIT_OK,
+    EXIT_PART_FAILED,
+    EXIT_TARGET_MISSED,
+    EXIT_USAGE,
+    OUTPUTS,
+    PARTS,
+)
 
-PARTS = ("backfill", "load", "rto-rpo")
-OUTPUTS = {"baseline": "phase_2_backfill_baseline.json", "load": "load_test_report.json",
-           "rto_rpo": "rto_rpo_definition.json", "comparison": "comparison.json", "run": "validate_run.json",
-           "html": "report.html"}
-EXIT_OK, EXIT_PART_FAILED, EXIT_USAGE, EXIT_TARGET_MISSED = 0, 1, 2, 3
-EXIT_HELP = ("Exit codes: 0 every part ran and met its targets; 1 a part could not run; 2 bad usage; "
-             "3 every part ran but a seed target or an RTO was missed.")
+__all__ = ["EXIT_HELP", "EXIT_OK", "EXIT_PART_FAILED", "EXIT_TARGET_MISSED", "EXIT_USAGE", "OUTPUTS", "PARTS",
+           "Presenter", "Silent", "ValidateOptions", "ValidateResult", "exit_code", "load_run", "run_validate",
+           "targets_missed"]
 
 
 class Presenter(Protocol):
