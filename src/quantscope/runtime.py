@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from quantscope.instrumentation import names
 from quantscope.instrumentation.setup import asgi_tracing, current
 from quantscope.marketdata.polygon import build_client_from_settings
-from quantscope.marketdata.simulator import create_app, FaultConfig, SimulatorConfig
+from quantscope.marketdata.simulator import FaultConfig, SimulatorConfig, create_app
 from quantscope.objectives import get_objectives
 from quantscope.settings import POLYGON_BASE_URL, Settings
 from quantscope.store.database import Database, ReconnectPolicy
@@ -41,7 +41,6 @@ def market_source(settings: Settings, *, profile: str = "instant", rate_limit_pe
     if key:
         yield MarketSource(POLYGON_BASE_URL, key, False, None)
         return
-
 
     cfg = SimulatorConfig(profile=profile, rate_limit_per_min=rate_limit_per_min, faults=faults or FaultConfig())
     app = create_app(cfg)

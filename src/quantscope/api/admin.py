@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from quantscope.api.errors import ApiError
 from quantscope.api.features import MAX_LIMIT, read_entry, validate_series
-from quantscope.backfill.runner import new_run_id, RunPlan
-from quantscope.marketdata.timeframes import load_symbols, TIMEFRAME_NAMES
+from quantscope.backfill.runner import RunPlan, new_run_id
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES, load_symbols
 from quantscope.store import execution_log as xlog
 
 

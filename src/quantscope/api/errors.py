@@ -81,6 +81,7 @@ class AccessLogRedactor(logging.Filter):
     """uvicorn's access log prints each request target with its query string, so a client that
     puts a credential in the URL (?apiKey=, ?token=, or a configured secret under any name) would
     have it written to the log. Such values are replaced before the line is formatted."""
+
     def __init__(self, secrets: tuple[str, ...]):
         super().__init__()
         self.secrets = tuple(s for s in secrets if s)
@@ -90,7 +91,6 @@ class AccessLogRedactor(logging.Filter):
         return any(s in text or s in text.replace(" ", "+") for s in self.secrets)
 
     def redact(self, target: str) -> str:
-
         path, sep, query = target.partition("?")
         if self._secret(unquote(path)):
             path = REDACTED

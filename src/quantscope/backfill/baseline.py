@@ -84,8 +84,6 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
     from quantscope.runtime import database, market_source, polygon_client
     from quantscope.settings import PROJECT_ROOT
 
-
-
     if tel is None:
         raise BaselineError("the baseline is computed from traces: tracing must be on")
     started = time.time()

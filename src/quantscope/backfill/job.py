@@ -64,6 +64,7 @@ class JobError(Exception):
 @dataclass
 class JobContext:
     """What a job needs; built once per run."""
+
     db: object                 # quantscope.store.database.Database
     client: object             # quantscope.marketdata.polygon.PolygonClient
     strategy: str
@@ -142,7 +143,6 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
 
 
 def _phase_of(e: Exception) -> str:
-
     if isinstance(e, PolygonError):
         return names.PHASE_API
     import psycopg2

@@ -26,21 +26,20 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 
 from quantscope.analysis.load import (
+    ScenarioRun,
     build_report,
     index_server_spans,
     read_k6_points,
     read_k6_summary,
     read_targets,
-    ScenarioRun,
 )
-from quantscope.analysis.traces import read_spans, TraceSourceError
+from quantscope.analysis.traces import TraceSourceError, read_spans
 from quantscope.backfill.runner import BackfillRunner, RunPlan
 from quantscope.objectives import parse_duration
 from quantscope.runtime import database, market_source, polygon_client
@@ -105,6 +104,7 @@ def k6_version() -> str:
 
 class TreeSampler:
     """Samples CPU % (of one core, summed over the tree) and RSS of a process and its children."""
+
     def __init__(self, pid: int, interval_s: float = SAMPLE_INTERVAL_S):
         self.root = psutil.Process(pid)
         self.interval_s = interval_s
@@ -417,8 +417,6 @@ def ensure_data(db: Any, settings: Settings, scenarios: Sequence[Scenario],
                  notify: Callable[[str], None]) -> list[tuple[str, str]]:
     """Backfill what the scenarios read when the store lacks it (instant simulator, or the
     configured Polygon source)."""
-
-
     missing = missing_data(db, scenarios)
     if not missing:
         return []
@@ -470,8 +468,6 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
     `api_service` picks the API's server spans by service.name (default: any service). A running
     API (`api_url`) flushes its spans on its own schedule: its trace sources are re-read for up to
     `trace_wait_s` until every successful request's server span is there."""
-
-
     k6 = k6 or K6Options()
     out_dir = out_dir.absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -482,10 +478,9 @@ def run_loadtest(settings: Settings, *, scenarios: Sequence[Scenario], out_dir: 
         if api_url:
             api_url = check_api_url(api_url, allow_remote=allow_remote)
             token = admin_token or (settings.admin_token.get_secret_value() if settings.admin_token else None)
-            target = ApiTarget(api_url.rstrip("/"), token, api_pid, None, workers)
+            target = ApiTarget(api_url, token, api_pid, None, workers)
         else:
             if db is None:
-
                 db = stack.enter_context(database(settings))
             ensure_data(db, settings, scenarios, notify)
             notify("starting the API (quantscope serve) on 127.0.0.1")

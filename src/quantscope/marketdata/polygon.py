@@ -27,7 +27,7 @@ import pandas as pd
 
 from quantscope.instrumentation import metrics as qmetrics, phases
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker, parse_retry_after
-from quantscope.marketdata.timeframes import parse_timeframe, Timeframe, to_ticker
+from quantscope.marketdata.timeframes import Timeframe, parse_timeframe, to_ticker
 from quantscope.settings import POLYGON_BASE_URL
 
 log = logging.getLogger(__name__)
@@ -338,7 +338,6 @@ class PolygonClient:
         if self._key_in(u):
             raise PaginationError(f"{ctx.where()}: next_url embeds the API key; refusing to follow it", **kw)
         return u
-
 
     def _key_in(self, u: httpx.URL) -> bool:
         k = self._api_key

@@ -34,7 +34,7 @@ import httpx
 from quantscope.backfill.runner import BackfillRunner, RunPlan
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
 from quantscope.marketdata.polygon import PolygonClient
-from quantscope.marketdata.simulator import create_app, SimulatorConfig
+from quantscope.marketdata.simulator import SimulatorConfig, create_app
 from quantscope.objectives import Objectives
 from quantscope.settings import PROJECT_ROOT
 from quantscope.store import execution_log as xlog
