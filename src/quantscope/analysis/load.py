@@ -20,6 +20,7 @@ import orjson
 
 from quantscope.analysis.conventions import (ATTR_CACHE_HIT, PHASE_API, PHASE_DB, SPAN_CACHE_LOOKUP, SPAN_SERIALIZE,
                                               SPAN_STORE_READ, TIMEFRAME_ORDER)
+from quantscope.analysis.attribution import merge_intervals
 from quantscope.analysis.phases import PhaseRules, classify
 from quantscope.analysis.tail import slow_set
 from quantscope.analysis.traces import SpanTable
@@ -31,6 +32,7 @@ BREAKDOWN_TAGS = ("limit", "timeframe", "symbol")
 # Server-time components, in the order a request meets them.
 COMPONENTS = ("cache_lookup", "store_read", "serialize", "other_server", "unexplained_client")
 COMPONENT_SPANS = {SPAN_CACHE_LOOKUP: "cache_lookup", SPAN_STORE_READ: "store_read", SPAN_SERIALIZE: "serialize"}
+NAMED_COMPONENTS = tuple(COMPONENT_SPANS.values())  # measured by child spans; the other two are derived
 # A process tree whose peak CPU reaches this share of its ceiling (100% per worker: the GIL) is
 # treated as saturated. Peak, not mean: a 100-request burst lasts well under a second, and the
 # mean is diluted by the samples around it.
@@ -338,30 +340,33 @@ def index_server_spans(spans: SpanTable | None, rules: PhaseRules | None = None,
     # Outbound calls: a downstream service's DB time is that call's time, not the API's DB read.
     outbound = set(np.flatnonzero(own == spans.phase_names.index(PHASE_API)).tolist())
     stop = db_rows | named_rows | outbound
-    intervals: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    owners, rows = [], []
     for row in sorted(db_rows):
         parent = int(parent_row[row])
         # Only the outermost DB span, none inside a named component (store.read's own queries)
         # and none below an outbound call.
         while parent >= 0 and parent not in by_row and parent not in stop:
             parent = int(parent_row[parent])
-        if parent < 0 or parent not in by_row:
-            continue
-        intervals[parent].append((int(spans.start[row]), int(spans.end[row])))
-    for parent, ivs in intervals.items():
-        ivs.sort()
-        total, cur_s, cur_e = 0, ivs[0][0], ivs[0][1]
-        for s_, e_ in ivs[1:]:
-            if s_ > cur_e:
-                total += cur_e - cur_s
-                cur_s, cur_e = s_, e_
-            else:
-                cur_e = max(cur_e, e_)
-        total += cur_e - cur_s
-        rec = by_row[parent]
-        rec["children"]["store_read"] += total / 1e6
-        rec["db_client"] += len(ivs)
+        if parent >= 0 and parent in by_row:
+            owners.append(parent)
+            rows.append(row)
+    if rows:
+        ix, owner = np.asarray(rows, dtype=np.int64), np.asarray(owners, dtype=np.int64)
+        parents, counts = np.unique(owner, return_counts=True)
+        g, ms, me = merge_intervals(owner, spans.start[ix], spans.end[ix])
+        union_ns = np.bincount(np.searchsorted(parents, g), weights=(me - ms).astype(np.float64),
+                               minlength=parents.size)  # each server span's DB time, overlap once
+        for parent, total_ns, count in zip(parents.tolist(), union_ns.tolist(), counts.tolist()):
+            rec = by_row[parent]
+            rec["children"]["store_read"] += total_ns / 1e6
+            rec["db_client"] += count
     return out
+
+
+def server_split(rec: dict[str, Any]) -> tuple[dict[str, float], float]:
+    """One joined request's named server parts (ms) and the rest of its server span."""
+    named = {c: rec["children"].get(c, 0.0) for c in NAMED_COMPONENTS}
+    return named, max(rec["server_ms"] - sum(named.values()), 0.0)
 
 
 def join_server_time(req: K6Requests, idx: np.ndarray, server: dict[str, dict[str, Any]]) -> ServerTimes:
@@ -381,11 +386,10 @@ def join_server_time(req: K6Requests, idx: np.ndarray, server: dict[str, dict[st
         srv = rec["server_ms"]
         st.server_ms.append(srv)
         st.client_ms.append(client)
-        named = 0.0
-        for comp, ms in rec["children"].items():
+        named, other = server_split(rec)
+        for comp, ms in named.items():
             st.components_ms[comp] += ms
-            named += ms
-        st.components_ms["other_server"] += max(srv - named, 0.0)
+        st.components_ms["other_server"] += other
         st.components_ms["unexplained_client"] += max(client - srv, 0.0)
         if rec["cache_hit"] is not None:
             st.cache_lookups += 1
@@ -490,17 +494,12 @@ def request_tail(req: K6Requests, server: dict[str, dict[str, Any]]) -> dict[str
     if use_server:
         parts = {c: [] for c in COMPONENTS}
         for i in rows:
-            rec = server[req.trace_id[i]]
-            client, srv = float(req.duration_ms[i]), rec["server_ms"]
-            named = 0.0
-            for c in ("cache_lookup", "store_read", "serialize"):
-                v = rec["children"].get(c, 0.0)
+            named, other = server_split(server[req.trace_id[i]])
+            for c, v in named.items():
                 parts[c].append(v)
-                named += v
-            other = max(srv - named, 0.0)
             parts["other_server"].append(other)
             # The rest of the client's time, so the parts add up to the request's duration.
-            parts["unexplained_client"].append(client - named - other)
+            parts["unexplained_client"].append(float(req.duration_ms[i]) - sum(named.values()) - other)
         parts = {c: v for c, v in parts.items() if any(v)}
     attrs: dict[str, list[Any]] = {}
     for tag in (*BREAKDOWN_TAGS, "cache_mode"):

@@ -394,7 +394,8 @@ class SpanTableBuilder:
 
         Accepts an ExportTraceServiceRequest / TracesData (`resourceSpans`), Tempo's v1 trace
         (`batches`), Tempo's v2 trace (`{"trace": ...}`), Jaeger v3 (`{"result": ...}`) or a list
-        of those; Jaeger v1 / UI JSON and Zipkin v2 JSON are converted to OTLP first. Metrics and logs documents (the Collector writes them too) are skipped.
+        of those; Jaeger v1 / UI JSON and Zipkin v2 JSON are converted to OTLP first. Metrics and
+        logs documents (the Collector writes them too) are skipped.
         """
         if isinstance(doc, list):
             first = _first_leaf(doc)

@@ -218,14 +218,13 @@ def tail_block(tail: dict[str, Any] | None, what: str) -> str:
                             cats, series,
                             unit=unit, axis_label=f"mean time ({unit})", horizontal=True,
                             total_fmt=(lambda v: f"{v:.1f} ms") if unit == "ms" else (lambda v: f"{v:.3f} s")))
-    def nz(x: Any) -> float:  # no "-0.000" for a gap that is zero but for rounding
+    def nz(x: Any, half_step: float = 5e-4) -> float:  # no "-0.000" / "-0%" for a zero lost in rounding
         v = as_float(x) or 0.0
-        return 0.0 if abs(v) < 5e-4 else v
+        return 0.0 if abs(v) < half_step else v
 
     rows = [[esc(TAIL_PART_STYLE.get(p, (p, ""))[0]), f"{nz(v.get('rest_mean')):.3f}",
              f"{nz(v.get('slow_mean')):.3f}", f"{nz(v.get('gap')):+.3f}",
-             fmt_pct(share if abs(share := as_float(v.get("share_of_gap")) or 0.0) >= 0.005 else 0.0)
-             if v.get("share_of_gap") is not None else "–"]
+             fmt_pct(nz(v.get("share_of_gap"), 0.005)) if v.get("share_of_gap") is not None else "–"]
             for p, v in sorted(parts.items(), key=lambda kv: -(as_float(kv[1].get("gap")) or 0))]
     out.append(_table(["part", f"rest ({unit})", f"slowest ({unit})", f"gap ({unit})", "of the gap"], rows, "num"))
     over = tail.get("over_represented") or []
