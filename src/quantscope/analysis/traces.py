@@ -97,48 +97,43 @@ class TraceSourceError(Exception):
 # --- ids ---------------------------------------------------------------------------------------
 
 
+def _hex_int(raw: str) -> int | None:
+    try:
+        return int(raw, 16)
+    except ValueError:
+        return None
+
+
+def _b64_bytes(raw: str, what: str, sizes: tuple[int, ...], want: str) -> bytes:
+    try:
+        b = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} {raw!r} is neither hex nor base64") from None
+    if len(b) not in sizes:
+        raise ValueError(f"{what} {raw!r} does not decode to {want}")
+    return b
+
+
 def _span_int(raw: Any) -> int:
     """Span id (hex from the file exporter, base64 from Tempo's JSON) -> int; 0 means none."""
     if not raw:
         return 0
     if not isinstance(raw, str):
         raise ValueError(f"span id must be a string, got {raw!r}")
-    if len(raw) == 16:
-        try:
-            return int(raw, 16)
-        except ValueError:
-            pass
-    elif len(raw) != 12 and len(raw) < 16:
-        try:  # hex with leading zeros stripped
-            return int(raw, 16)
-        except ValueError:
-            pass
-    try:
-        b = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"span id {raw!r} is neither hex nor base64") from None
-    if len(b) != 8:
-        raise ValueError(f"span id {raw!r} does not decode to 8 bytes")
-    return int.from_bytes(b, "big")
+    # 16 hex digits, or fewer when leading zeros were stripped; 12 characters is base64 of 8 bytes.
+    if len(raw) == 16 or (len(raw) != 12 and len(raw) < 16):
+        if (n := _hex_int(raw)) is not None:
+            return n
+    return int.from_bytes(_b64_bytes(raw, "span id", (8,), "8 bytes"), "big")
 
 
 def normalize_trace_id(raw: Any) -> str:
     """Trace id in any accepted form -> 32 lowercase hex digits."""
     if not isinstance(raw, str) or not raw:
         raise ValueError(f"missing or invalid traceId {raw!r}")
-    if len(raw) <= 32 and len(raw) != 24:
-        try:
-            int(raw, 16)
-            return raw.lower().rjust(32, "0")  # Tempo's search drops leading zeros
-        except ValueError:
-            pass
-    try:
-        b = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"traceId {raw!r} is neither hex nor base64") from None
-    if len(b) not in (8, 16):
-        raise ValueError(f"traceId {raw!r} does not decode to 16 bytes")
-    return b.hex().rjust(32, "0")
+    if len(raw) <= 32 and len(raw) != 24 and _hex_int(raw) is not None:
+        return raw.lower().rjust(32, "0")  # Tempo's search drops leading zeros
+    return _b64_bytes(raw, "traceId", (8, 16), "16 bytes").hex().rjust(32, "0")
 
 
 # --- attribute values --------------------------------------------------------------------------

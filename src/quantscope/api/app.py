@@ -16,6 +16,7 @@ from quantscope.api.fastpath import FeaturesFastPath
 from quantscope.api.limits import RequestLimits
 from quantscope.api.middleware import RequestMetrics
 from quantscope.instrumentation import names
+from quantscope.instrumentation.metrics import register_state_gauges
 from quantscope.marketdata.timeframes import load_symbols
 from quantscope.objectives import get_objectives
 from quantscope.settings import Settings, get_settings
@@ -122,9 +123,6 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
 
 
 def _register_gauges(app: FastAPI) -> None:
-    # Imported after setup_telemetry: the module takes its meter at import time.
-    from quantscope.instrumentation.metrics import register_state_gauges
-
     tiers = {s: i.tier for s, i in load_symbols().items()}
 
     def source() -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -71,22 +71,12 @@ def _current_state() -> dict | None:
     return _state.get() if _state is not None else None
 
 
-def _obs_last_success(_: CallbackOptions):
-    s = _current_state()
-    if s and s.get("last_success") is not None:
-        yield Observation(float(s["last_success"]))
-
-
-def _obs_failure_ratio(_: CallbackOptions):
-    s = _current_state()
-    if s and s.get("failure_ratio") is not None:
-        yield Observation(float(s["failure_ratio"]))
-
-
-def _obs_missing_ratio(_: CallbackOptions):
-    s = _current_state()
-    if s and s.get("missing_ratio") is not None:
-        yield Observation(float(s["missing_ratio"]))
+def _scalar(key: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
+    def observe(_: CallbackOptions) -> Iterator[Observation]:
+        s = _current_state()
+        if s and s.get(key) is not None:
+            yield Observation(float(s[key]))
+    return observe
 
 
 def _obs_ages(_: CallbackOptions):
@@ -105,11 +95,13 @@ def register_state_gauges(state_source: Callable[[], dict | None], ttl: float = 
         if _gauges_created:
             return
         _gauges_created = True
-        _meter.create_observable_gauge(names.M_LAST_SUCCESS, [_obs_last_success], unit="s",
-                                       description="Unix time of the last successful backfill job")
-        _meter.create_observable_gauge(names.M_RUN_FAILURE_RATIO, [_obs_failure_ratio], unit="1",
-                                       description="Share of failed jobs in the last finished run")
-        _meter.create_observable_gauge(names.M_MISSING_RATIO, [_obs_missing_ratio], unit="1",
-                                       description="Share of configured symbols with no features")
-        _meter.create_observable_gauge(names.M_FEATURE_AGE, [_obs_ages], unit="s",
-                                       description="Age of the newest features per symbol and timeframe")
+        # The provider in place now, not the one at import: the gauges exist only once serving.
+        meter = metrics.get_meter("quantscope")
+        meter.create_observable_gauge(names.M_LAST_SUCCESS, [_scalar("last_success")], unit="s",
+                                      description="Unix time of the last successful backfill job")
+        meter.create_observable_gauge(names.M_RUN_FAILURE_RATIO, [_scalar("failure_ratio")], unit="1",
+                                      description="Share of failed jobs in the last finished run")
+        meter.create_observable_gauge(names.M_MISSING_RATIO, [_scalar("missing_ratio")], unit="1",
+                                      description="Share of configured symbols with no features")
+        meter.create_observable_gauge(names.M_FEATURE_AGE, [_obs_ages], unit="s",
+                                      description="Age of the newest features per symbol and timeframe")

@@ -349,17 +349,17 @@ class Database:
                     self.stats.last_outage_s = time.monotonic() - self.stats._outage_started
                     self.stats._outage_started = None
 
-    # -- public access --------------------------------------------------------------------
     @contextmanager
-    def transaction(self, *, retry: bool = True) -> Iterator[Any]:
-        """A pooled connection inside a transaction: commit on success, rollback on error. A
-        connection that broke is discarded, not returned to the pool. Only acquiring is retried
-        (``retry=False``: fail fast); to retry the body on connection loss use run()."""
+    def _pooled(self, retry: bool, *, autocommit: bool) -> Iterator[Any]:
+        # One lifecycle for both access modes: a connection that broke goes, not back to the pool.
         conn = self._acquire(_Backoff(self.policy) if retry else None)
         broken = False
         try:
+            if autocommit:
+                conn.autocommit = True
             yield conn
-            conn.commit()
+            if not autocommit:
+                conn.commit()
         except BaseException as exc:
             broken = self._after_error(conn, exc)
             raise
@@ -368,22 +368,21 @@ class Database:
         finally:
             self._release(conn, discard=broken)
 
+    # -- public access --------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, *, retry: bool = True) -> Iterator[Any]:
+        """A pooled connection inside a transaction: commit on success, rollback on error. A
+        connection that broke is discarded, not returned to the pool. Only acquiring is retried
+        (``retry=False``: fail fast); to retry the body on connection loss use run()."""
+        with self._pooled(retry, autocommit=False) as conn:
+            yield conn
+
     @contextmanager
     def connection(self, *, retry: bool = True) -> Iterator[Any]:
         """A pooled connection in autocommit mode, for reads. ``retry=False`` fails fast while
         the database is down instead of waiting out the reconnect policy (request handlers)."""
-        conn = self._acquire(_Backoff(self.policy) if retry else None)
-        broken = False
-        try:
-            conn.autocommit = True
+        with self._pooled(retry, autocommit=True) as conn:
             yield conn
-        except BaseException as exc:
-            broken = self._after_error(conn, exc)
-            raise
-        else:
-            self._mark_ok()
-        finally:
-            self._release(conn, discard=broken)
 
     def run(self, fn: Callable[[Any], T], *, retries: bool = True) -> T:
         """``fn(conn)`` inside a transaction; on connection loss (or serialization failure /
