@@ -9,10 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from quantscope.settings import get_settings
+from quantscope.util.documents import DocumentError, read_mapping
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -210,20 +210,15 @@ def classify_freshness(s: Staleness, last: datetime | None, now: datetime | None
 
 
 def default_objectives_path() -> Path:
-
     return get_settings().config_dir / "objectives.yaml"
 
 
 def load_objectives(path: Path | None = None) -> Objectives:
     path = Path(path or default_objectives_path())
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ObjectivesError(f"cannot read objectives file {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ObjectivesError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ObjectivesError(f"{path}: expected a mapping at the top level")
+        raw = read_mapping(path, yaml_format=True)
+    except DocumentError as e:
+        raise ObjectivesError(str(e)) from None
     try:
         return Objectives.model_validate(raw)
     except ValidationError as e:

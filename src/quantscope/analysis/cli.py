@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from quantscope.util.documents import DocumentError, read_mapping
 from quantscope.util.provenance import git_revision, versions
 
 from .backfill import AnalysisError, analyze_backfill, format_summary
@@ -120,14 +121,7 @@ def backfill_command(
         raise _fail(str(exc)) from None
     meta: dict[str, Any] = environment_metadata()
     if metadata_json is not None:
-        try:
-            given = orjson.loads(metadata_json.read_bytes())
-        except OSError as exc:
-            raise _fail(f"{metadata_json}: {exc.strerror or exc}") from None
-        except orjson.JSONDecodeError as exc:
-            raise _fail(f"{metadata_json}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(given, dict):
-            raise _fail(f"{metadata_json}: expected a JSON object")
+        given = _load_report(metadata_json)
         versions = {**meta["versions"], **(given.get("versions") or {})}
         meta = {**meta, **{k: v for k, v in given.items() if v is not None}, "versions": versions}
     try:
@@ -196,15 +190,11 @@ def analysis_options(job_span: str, jobs: str, run_span: str, symbol_attr: str, 
 
 
 def _load_report(path: Path) -> dict[str, Any]:
+    """A JSON object from a file (a report, or metadata to merge), or one line saying what is wrong."""
     try:
-        obj = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise _fail(f"{path}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise _fail(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(obj, dict):
-        raise _fail(f"{path}: expected a JSON object")
-    return obj
+        return read_mapping(path)
+    except DocumentError as exc:
+        raise _fail(str(exc)) from None
 
 
 def compare_command(

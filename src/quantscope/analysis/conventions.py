@@ -1,7 +1,8 @@
 """The few telemetry names the analysis relies on.
 
 Copied from the conventions (ARCHITECTURE.md, "Telemetry conventions"), not imported from the
-service: the analysis must work on any service that emits these names.
+service: the analysis must work on any service that emits these names. The service takes them from
+here (instrumentation.names re-exports them), so the writer and the reader cannot drift apart.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from quantscope.util.documents import DocumentError, read_mapping
+
 from .conventions import ATTR_PHASE, ATTR_SYMBOL, ATTR_TIMEFRAME, PHASES, SPAN_JOB, SPAN_RUN
 from .traces import CONV_DB, CONV_HTTP, CONV_RPC, SPAN_KIND_CLIENT, SpanTable
 
@@ -144,19 +146,13 @@ def classify(table: SpanTable, rules: PhaseRules | None = None) -> np.ndarray:
 def load_rules(path: str | Path) -> PhaseRules:
     """config/phases.yaml (or any file of that schema) -> PhaseRules; PhaseRulesError names the
     file, the place and what is wrong, in one line."""
-    import jsonschema  # only when a rules file is given (the analysis of plain traces skips both)
-    import yaml
+    import jsonschema  # only when a rules file is given (the analysis of plain traces skips it)
 
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise PhaseRulesError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise PhaseRulesError(f"{p}{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    doc = {} if doc is None else doc
+        doc = read_mapping(p, yaml_format=True, empty_ok=True)
+    except DocumentError as exc:
+        raise PhaseRulesError(str(exc)) from None
     schema = json.loads(SCHEMA_PATH.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
     if errors:

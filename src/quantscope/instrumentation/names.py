@@ -1,48 +1,35 @@
 """Telemetry vocabulary: span names, attribute keys and metric names.
 
-One module so that the service, the analysis package (by convention, not import), the collector
-config and the dashboards agree. Prometheus names are what the OTel Prometheus exporter derives
-from the instrument name and unit (dots -> underscores, unit suffix, `_total` on counters).
+One module so that the service, the collector config and the dashboards agree. The names the
+analysis reads are defined once, in analysis.conventions (which must not import the service), and
+re-exported here; the rest are the service's own. Prometheus names are what the OTel Prometheus
+exporter derives from the instrument name and unit (dots -> underscores, unit suffix, `_total` on
+counters).
 """
 
 from __future__ import annotations
 
+from quantscope.analysis.conventions import (  # noqa: F401 - re-exported: the names the analysis reads
+    SPAN_RUN, SPAN_JOB, SPAN_CACHE_LOOKUP, SPAN_STORE_READ,
+    SPAN_SERIALIZE, ATTR_PHASE, ATTR_RUN_ID, ATTR_SYMBOL,
+    ATTR_TIMEFRAME, ATTR_TIER, ATTR_RECORDS_FETCHED, ATTR_RECORDS_INSERTED,
+    ATTR_ATTEMPT, ATTR_STRATEGY, ATTR_STATUS, ATTR_CONCURRENCY,
+    ATTR_SIM_PROFILE, ATTR_CACHE_HIT, PHASE_API, PHASE_DB,
+    PHASE_COMPUTE, PHASES, SERVICE_API,
+)
+
 # --- spans ---------------------------------------------------------------------------------
-SPAN_RUN = "backfill.run"
-SPAN_JOB = "backfill.job"
 SPAN_FETCH = "marketdata.fetch"
 SPAN_BACKOFF = "marketdata.backoff"
 SPAN_COMPUTE = "features.compute"
 SPAN_STORE = "store.write"
-SPAN_CACHE_LOOKUP = "cache.lookup"
-SPAN_STORE_READ = "store.read"
-SPAN_SERIALIZE = "response.serialize"
 
 # --- attributes ----------------------------------------------------------------------------
-ATTR_PHASE = "quantscope.phase"  # api | db | compute
-ATTR_RUN_ID = "quantscope.run_id"
-ATTR_SYMBOL = "quantscope.symbol"
-ATTR_TIMEFRAME = "quantscope.timeframe"
-ATTR_TIER = "quantscope.tier"
-ATTR_RECORDS_FETCHED = "quantscope.records_fetched"
-ATTR_RECORDS_INSERTED = "quantscope.records_inserted"
-ATTR_ATTEMPT = "quantscope.attempt"
-ATTR_STRATEGY = "quantscope.write_strategy"
-ATTR_STATUS = "quantscope.status"
-ATTR_CONCURRENCY = "quantscope.concurrency"  # on backfill.run: concurrent jobs
-ATTR_SIM_PROFILE = "quantscope.simulator_profile"  # on backfill.run: the simulator's profile, if simulated
 ATTR_LIMIT = "quantscope.limit"
-ATTR_CACHE_HIT = "quantscope.cache_hit"
 ATTR_COALESCED = "quantscope.coalesced"  # store.read waited for a read already in flight
 ATTR_CACHE_BYPASS = "quantscope.cache_bypass"  # request sent Cache-Control: no-cache
 
-PHASE_API = "api"
-PHASE_DB = "db"
-PHASE_COMPUTE = "compute"
-PHASES = (PHASE_API, PHASE_DB, PHASE_COMPUTE)
-
 # --- service names -------------------------------------------------------------------------
-SERVICE_API = "quantscope-api"
 SERVICE_BACKFILL = "quantscope-backfill"
 SERVICE_SCHEDULER = "quantscope-scheduler"
 SERVICE_SIMULATOR = "quantscope-simulator"

@@ -134,6 +134,15 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") ->
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _closed(parts: list[str]) -> str:
+    return "".join(parts) + "</section>"
+
+
+def _bullets(items: Iterable[Any], cls: str = "", id_: str = "") -> str:
+    attrs = (f' class="{cls}"' if cls else "") + (f' id="{id_}"' if id_ else "")
+    return f"<ul{attrs}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+
+
 def _not_run(what: str, why: str | None = None) -> str:
     extra = f" — {esc(why)}" if why else ""
     return f'<p class="notrun">{esc(what)}: not run{extra}.</p>'
@@ -314,9 +323,8 @@ def section_backfill(baseline: dict[str, Any] | None, intervals: Sequence[dict[s
     caveats = b.get("caveats") or []
     warnings = dig(baseline, "diagnostics", "warnings") or []
     if caveats or warnings:
-        out.append('<ul class="caveats">' + "".join(f"<li>{esc(c)}</li>" for c in list(caveats) + list(warnings)) + "</ul>")
-    out.append("</section>")
-    return "".join(out)
+        out.append(_bullets([*caveats, *warnings], "caveats"))
+    return _closed(out)
 
 
 def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
@@ -339,8 +347,8 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
                 f"throughput &gt; {targets['throughput_rps']:g} req/s")
     out.append('<p class="sub">' + " · ".join(info) + "</p>")
     if not rows:
-        out.append(_not_run("Load scenarios", "the report has no scenarios") + "</section>")
-        return "".join(out)
+        out.append(_not_run("Load scenarios", "the report has no scenarios"))
+        return _closed(out)
 
     def cell(v: str, ok: bool | None) -> str:
         if ok is None:
@@ -403,12 +411,11 @@ def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
     if bn.get("label"):
         out.append(f"<p><b>Bottleneck analysis:</b> {esc(bn['label'])}</p>")
     if bn.get("evidence"):
-        out.append("<ul>" + "".join(f"<li>{esc(e)}</li>" for e in bn["evidence"]) + "</ul>")
+        out.append(_bullets(bn["evidence"]))
     recs = load.get("recommendations") or []
     if recs:
-        out.append("<p><b>Recommendations:</b></p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in recs) + "</ul>")
-    out.append("</section>")
-    return "".join(out)
+        out.append("<p><b>Recommendations:</b></p>" + _bullets(recs))
+    return _closed(out)
 
 
 def section_objectives(doc: dict[str, Any] | None, error: str | None = None) -> str:
@@ -478,8 +485,7 @@ def section_objectives(doc: dict[str, Any] | None, error: str | None = None) -> 
         out.append("<h3>Alerts</h3><ul>" + "".join(
             f"<li><code>{esc(a.get('name'))}</code> ({esc(str(a.get('severity', '')).upper())}): {esc(a.get('condition'))}</li>"
             for a in al) + "</ul>")
-    out.append("</section>")
-    return "".join(out)
+    return _closed(out)
 
 
 def section_compare(comparison: dict[str, Any] | None, load: dict[str, Any] | None, load_before: dict[str, Any] | None,
@@ -563,8 +569,7 @@ def section_compare(comparison: dict[str, Any] | None, load: dict[str, Any] | No
                  f"{fmt_n(rb[n]['rps'], 1)} → {fmt_n(ra[n]['rps'], 1)} req/s"] for n in names), "num"))
     elif compare_to and not comparison:
         out.append(_not_run("Comparison", "the earlier run has no comparable report"))
-    out.append("</section>")
-    return "".join(out)
+    return _closed(out)
 
 
 # --- verdict ------------------------------------------------------------------------------------
@@ -674,12 +679,11 @@ def section_verdict(baseline, load, rto_rpo, comparison) -> str:
         out.append("<p><b>What to do next (Phase 3):</b></p><ol>" + "".join(f"<li>{esc(r)}</li>" for r in recs) + "</ol>")
     missing = b.get("missing") or []
     if b.get("phase") == "inconclusive" and missing:
-        out.append("<p><b>No verdict on this evidence. What the trace is missing:</b></p><ul id='missing'>"
-                   + "".join(f"<li>{esc(m)}</li>" for m in missing) + "</ul>")
+        out.append("<p><b>No verdict on this evidence. What the trace is missing:</b></p>"
+                   + _bullets(missing, id_="missing"))
     iv = b.get("interval")
     if iv:
         out.append(f"<p class='note'>{esc(iv['phase'].upper())} share {fmt_pct(iv['share'])}, 95% bootstrap interval "
                    f"over {iv['jobs']} jobs {fmt_pct(iv['low'])}–{fmt_pct(iv['high'])}"
                    + (" — straddles the 60% line: low confidence." if iv["straddles_threshold"] else ".") + "</p>")
-    out.append("</section>")
-    return "".join(out)
+    return _closed(out)
