@@ -54,8 +54,9 @@ def main() -> int:
     ap.add_argument("--ceiling-workers", type=int, default=None, help="default: same as --workers")
     a = ap.parse_args()
 
-    from quantscope.loadtest.runner import (SCENARIOS, K6Options, Scenario, ensure_data, api_process, free_port,
-                                            run_loadtest)
+    from quantscope.loadtest.runner import SCENARIOS, K6Options, Scenario, api_process
+    from quantscope.util.net import free_port
+    from quantscope.workflows.loadtest import ensure_data, run_loadtest
     from quantscope.runtime import database
     from quantscope.settings import Settings
 

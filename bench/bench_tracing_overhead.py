@@ -78,7 +78,8 @@ API_MODES = {  # name: (API server env, k6 env)
 
 
 def api_once(home: Path, dsn: str, sim_url: str, mode: str, duration: str, vus: int) -> float:
-    from quantscope.loadtest.runner import SCENARIOS, K6Options, run_loadtest
+    from quantscope.loadtest.runner import SCENARIOS, K6Options
+    from quantscope.workflows.loadtest import run_loadtest
     from quantscope.settings import Settings
 
     server_env, k6_env = API_MODES[mode]

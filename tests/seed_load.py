@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 
 from quantscope.analysis.load import format_summary
-from quantscope.loadtest.runner import SCENARIOS, run_loadtest, targets
+from quantscope.loadtest.runner import SCENARIOS, targets
+from quantscope.workflows.loadtest import run_loadtest
 from seed_paths import seed_output_dir
 
 

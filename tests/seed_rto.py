@@ -17,7 +17,8 @@ import jsonschema
 from quantscope.marketdata.timeframes import load_symbols
 from quantscope.objectives import get_objectives
 from quantscope.recovery.document import write_documents
-from quantscope.recovery.drills import DRILLS, DrillOptions, run_drills
+from quantscope.recovery.drills import DRILLS, DrillOptions
+from quantscope.workflows.drills import run_drills
 from quantscope.settings import PROJECT_ROOT
 from seed_paths import seed_output_dir
 

@@ -11,7 +11,7 @@ import typer
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from quantscope.analysis.cli import analyze_app
+from quantscope.cli.analyze import analyze_app
 from quantscope.analysis.spanset import SpanSet
 
 ROOT = Path(__file__).resolve().parents[1]

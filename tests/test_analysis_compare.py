@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from quantscope.analysis.backfill import analyze_backfill
-from quantscope.analysis.cli import compare_command
+from quantscope.cli.analyze import compare_command
 from quantscope.analysis.compare import compare_reports, speedup_test
 from quantscope.analysis.spanset import SpanSet
 

@@ -24,11 +24,11 @@ def test_the_import_contracts_hold():
 
 
 def test_a_broken_contract_is_reported(tmp_path):
-    """The checker sees function-local imports: the cli package mounts its commands inside a
-    function, and a contract forbidding that must break."""
+    """The checker sees function-local imports: `validate` imports its workflow inside the command
+    (for a light --help), and a contract forbidding that must break."""
     cfg = tmp_path / "contracts.toml"
     cfg.write_text('[tool.importlinter]\nroot_package = "quantscope"\n\n'
-                   '[[tool.importlinter.contracts]]\nname = "cli never imports analysis"\ntype = "forbidden"\n'
-                   'source_modules = ["quantscope.cli"]\nforbidden_modules = ["quantscope.analysis"]\n')
+                   '[[tool.importlinter.contracts]]\nname = "the command never imports its workflow"\ntype = "forbidden"\n'
+                   'source_modules = ["quantscope.cli.validate"]\nforbidden_modules = ["quantscope.workflows.validate"]\n')
     r = _lint("--config", str(cfg))
-    assert r.returncode == 1 and "BROKEN" in r.stdout and "quantscope.cli -> quantscope.analysis" in r.stdout
+    assert r.returncode == 1 and "BROKEN" in r.stdout and "quantscope.cli.validate -> quantscope.workflows.validate" in r.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantscope.recovery.drills import DrillOptions, _clean, check_integrity, crash_and_resume
+from quantscope.recovery.drills import DrillOptions, check_integrity, clean_drill_data, crash_and_resume
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def slow_sim():
 def test_kill_9_at_several_points_loses_and_duplicates_nothing(db, slow_sim, tmp_path, kill_at):
     opts = DrillOptions(symbols=("DRLA", "DRLB", "DRLC", "DRLD", "DRLE", "DRLF"), timeframes=("1h", "4h"),
                         bars=300, concurrency=3, log_dir=tmp_path)
-    _clean(db, opts.symbols)
+    clean_drill_data(db, opts.symbols)
     r = crash_and_resume(db, slow_sim, opts, kill_at=kill_at)
     integ = r["integrity"]
     assert r["exit_code"] == 0, (tmp_path / "drill-crash-resume.log").read_text()[-2000:]
@@ -29,13 +29,13 @@ def test_kill_9_at_several_points_loses_and_duplicates_nothing(db, slow_sim, tmp
     assert integ.jobs == 12 and integ.succeeded == 12, integ.details
     assert (integ.records_lost, integ.records_duplicated, integ.jobs_redone) == (0, 0, 0), integ.details
     assert r["resumed_logged"] is True
-    _clean(db, opts.symbols)
+    clean_drill_data(db, opts.symbols)
 
 
 def test_integrity_check_sees_lost_and_duplicated_records(db, simulator):
     from conftest import run_backfill
 
-    _clean(db, ("DRLG",))
+    clean_drill_data(db, ("DRLG",))
     res = run_backfill(db, simulator, ["DRLG"], ["1h", "4h"], bars=100)
     assert check_integrity(db, res.run_id).records_lost == 0
 
@@ -48,4 +48,4 @@ def test_integrity_check_sees_lost_and_duplicated_records(db, simulator):
     db.run(damage)
     integ = check_integrity(db, res.run_id)
     assert integ.records_lost == 7 and integ.records_duplicated == 3
-    _clean(db, ("DRLG",))
+    clean_drill_data(db, ("DRLG",))

@@ -20,9 +20,10 @@ import pytest
 from quantscope.analysis.load import index_server_spans
 from quantscope.analysis.phases import PhaseRules, Rule
 from quantscope.analysis.spanset import SpanSet
-from quantscope.loadtest.runner import SCENARIOS, K6Options, LoadTestError, check_api_url, run_loadtest
+from quantscope.loadtest.runner import SCENARIOS, K6Options, LoadTestError, check_api_url
 from quantscope.settings import PROJECT_ROOT
 from quantscope.util.net import free_port as _free_port
+from quantscope.workflows.loadtest import run_loadtest
 
 APP = PROJECT_ROOT / "examples" / "foreign_api" / "app.py"
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "load_test_report.schema.json").read_text())

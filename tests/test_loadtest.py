@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from quantscope.analysis.load import read_k6_points, read_k6_summary
-from quantscope.loadtest.runner import K6_DIR, SCENARIOS, K6Options, run_loadtest
+from quantscope.loadtest.runner import K6_DIR, SCENARIOS, K6Options
 from quantscope.settings import PROJECT_ROOT
+from quantscope.workflows.loadtest import run_loadtest
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "load_test_report.schema.json").read_text())
 

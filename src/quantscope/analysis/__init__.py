@@ -1,4 +1,5 @@
-"""Telemetry analysis. Reads traces and k6 output only and never imports the service.
+"""Telemetry analysis. Reads traces and k6 output only and never imports the service (nor typer
+or rich: its commands are quantscope.cli.analyze).
 
 traces           readers (OTLP / Jaeger / Zipkin JSON files and folders, Tempo, Jaeger v3) -> SpanTable
 foreign_formats  Jaeger v1/UI and Zipkin v2 JSON -> OTLP documents
@@ -9,6 +10,5 @@ tail             distributions and the slowest 5% against the rest (jobs and req
 load             k6 points + server spans -> load_test_report.json (merge of N k6 instances)
 compare          compare_reports(before, after) -> deltas, speed-up, significance
 report/          report.html from the reports (only keys their schemas define)
-cli              analyze_app (`analyze backfill`, `analyze load`), compare_command (`compare`)
 spanset          hand-built span sets with known answers
 """

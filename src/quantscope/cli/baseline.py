@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
-from quantscope.backfill.baseline import DEFAULT_OUT, DEFAULT_PROFILE, BaselineError, run_baseline
-from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+from quantscope.cli import common as qcli
+from quantscope.instrumentation import names
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES, load_symbols
+from quantscope.settings import absolute
+from quantscope.util.documents import write_json
+from quantscope.workflows.outputs import BASELINE_PROFILE, OUTPUTS
 
 
 def baseline_command(
@@ -21,21 +27,17 @@ def baseline_command(
     strategy: Annotated[str, typer.Option(help="Write strategy: row | values | copy")] = "copy",
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Concurrent jobs")] = 5,
     bars: Annotated[int, typer.Option(help="Approximate bars per job")] = 1000,
-    profile: Annotated[str, typer.Option(help="Simulator latency profile: instant | polygon-like | slow")] = DEFAULT_PROFILE,
+    profile: Annotated[str, typer.Option(help="Simulator latency profile: instant | polygon-like | slow")] = BASELINE_PROFILE,
     heavy_features: Annotated[bool, typer.Option("--heavy-features", help="Also compute the extended feature panel")] = False,
     rate_limit: Annotated[Optional[int], typer.Option(min=1, help="Simulator requests per minute before 429")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Report path")] = DEFAULT_OUT,
+    out: Annotated[Path, typer.Option("--out", help="Report path")] = Path(OUTPUTS["baseline"]),
 ) -> None:
     """Phase 2 backfill baseline: a traced backfill, analysed into phase_2_backfill_baseline.json."""
-    from quantscope.cli import common as qcli
+    # numpy/pandas, the runner and the simulator's ASGI app: loaded when the command runs, not for --help.
     from quantscope.analysis.backfill import format_summary
-    from quantscope.analysis.cli import print_lines, write_json
     from quantscope.backfill.runner import RunPlan
-    from quantscope.instrumentation import names
     from quantscope.marketdata.simulator import PROFILES
-    from quantscope.marketdata.timeframes import load_symbols
-
-    from quantscope.settings import absolute
+    from quantscope.workflows.baseline import BaselineError, BaselineOptions, run_baseline
 
     out = absolute(out)
     if profile not in PROFILES:
@@ -50,9 +52,9 @@ def baseline_command(
 
     tel = qcli.telemetry(names.SERVICE_BACKFILL, settings)
     try:
-        base = run_baseline(settings, plan, tel, strategy=strategy, concurrency=concurrency, profile=profile,
-                            heavy_features=heavy_features, rate_limit=rate_limit, out=out,
-                            progress=qcli.backfill_progress)
+        base = run_baseline(settings, plan, tel, BaselineOptions(
+            strategy=strategy, concurrency=concurrency, profile=profile, heavy_features=heavy_features,
+            rate_limit=rate_limit, out=out), progress=qcli.backfill_progress)
     except BaselineError as e:
         qcli.fail(str(e))
     finally:
@@ -63,12 +65,8 @@ def baseline_command(
     if base.note:
         qcli.console.print(base.note)
     write_json(out, report)
-
-    from rich.console import Console
-    from rich.text import Text
-
     stdout = Console()
-    print_lines(stdout, format_summary(report))
+    qcli.print_lines(stdout, format_summary(report))
     stdout.print(Text(f"\nRun {result.run_id}: strategy {strategy}, concurrency {concurrency}, "
                       f"source {meta['simulator_profile'] or meta['market_source']}"
                       f"{', heavy features' if heavy_features else ''}; "

@@ -4,13 +4,16 @@ workflows take progress as a callback."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from quantscope.settings import Settings, get_settings
 
-__all__ = ["backfill_progress", "console", "fail", "make_settings", "parse_csv", "telemetry"]
+__all__ = ["backfill_progress", "console", "fail", "make_settings", "parse_csv", "print_lines", "telemetry"]
 
 console = Console(stderr=True)
 
@@ -34,9 +37,26 @@ def telemetry(service: str, settings: Settings, *, prometheus: bool = False):
     return telemetry_for(service, settings, prometheus=prometheus)
 
 
-def fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+def fail(msg: str) -> NoReturn:
+    """One line on stderr and exit 2 (bad input). The message is text, never markup: paths and
+    errors may hold brackets."""
+    console.print(Text.assemble(("error:", "bold red"), " ", msg), soft_wrap=True)
     raise typer.Exit(2)
+
+
+def print_lines(out: Console, lines: list[str]) -> None:
+    """A report's summary lines, styled by what they say (verdict, bottleneck, headings, notes)."""
+    for line in lines:
+        style = ""
+        if line.startswith("⚠️") or line.startswith("Verdict:"):
+            style = "bold red"
+        elif "← BOTTLENECK" in line:
+            style = "bold yellow"
+        elif line.startswith("###") or line.startswith("Phase 2:") or line.startswith("Backfill comparison"):
+            style = "bold"
+        elif line.lstrip().startswith("!"):
+            style = "yellow"
+        out.print(Text(line, style=style), soft_wrap=True)
 
 
 def backfill_progress(total: int):

@@ -43,7 +43,8 @@ def loadtest_command(
     from quantscope.analysis.load import format_summary
     from quantscope.analysis.phases import PhaseRulesError, rules_from_options
     from quantscope.cli.common import fail, make_settings
-    from quantscope.loadtest.runner import K6Options, LoadTestError, check_api_url, run_loadtest, select_scenarios
+    from quantscope.loadtest.runner import K6Options, LoadTestError, check_api_url, select_scenarios
+    from quantscope.workflows.loadtest import run_loadtest
     from quantscope.objectives import parse_duration
     from quantscope.settings import absolute, absolute_sources
 

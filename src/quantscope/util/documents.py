@@ -1,5 +1,6 @@
-"""Read a JSON or YAML file that must hold one mapping, with errors a user can act on: one line
-naming the file, the line and column when the parser knows them, and what is wrong."""
+"""JSON and YAML documents on disk. Reading: a file that must hold one mapping, with errors a user
+can act on (one line naming the file, the line and column when the parser knows them, and what is
+wrong). Writing: indented JSON, numpy values included, parents created."""
 
 from __future__ import annotations
 
@@ -43,3 +44,8 @@ def _parse_yaml(p: Path, raw: bytes) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise DocumentError(f"{p}{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")

@@ -26,15 +26,17 @@ from quantscope.analysis.load import LoadReportError, format_summary
 from quantscope.analysis.phases import JobSpec, PhaseRules
 from quantscope.analysis.report import render_report
 from quantscope.analysis.traces import TraceSourceError, read_spans
-from quantscope.backfill.baseline import BaselineError, run_baseline
 from quantscope.instrumentation import names
 from quantscope.instrumentation.setup import current, telemetry_for
-from quantscope.loadtest.runner import K6Options, LoadTestError, run_loadtest
+from quantscope.loadtest.runner import K6Options, LoadTestError
 from quantscope.marketdata.timeframes import load_symbols
 from quantscope.objectives import ObjectivesError, get_objectives
 from quantscope.recovery.document import write_documents
-from quantscope.recovery.drills import DrillError, DrillOptions, run_drills
+from quantscope.recovery.drills import DrillError, DrillOptions
 from quantscope.runtime import database
+from quantscope.workflows.baseline import BaselineError, BaselineOptions, run_baseline
+from quantscope.workflows.drills import run_drills
+from quantscope.workflows.loadtest import run_loadtest
 from quantscope.workflows.outputs import (
     EXIT_HELP,
     EXIT_OK,
@@ -188,9 +190,9 @@ def _part_backfill(settings, plan, db, opts: ValidateOptions, out_dir: Path, err
     show.part("1/3 backfill baseline")
     try:
         tel = telemetry_for(names.SERVICE_BACKFILL, settings)
-        base = run_baseline(settings, plan, tel, strategy=opts.strategy, concurrency=opts.concurrency,
-                            profile=opts.profile, out=out_dir / OUTPUTS["baseline"], db=db,
-                            progress=show.backfill_progress)
+        base = run_baseline(settings, plan, tel, BaselineOptions(strategy=opts.strategy, concurrency=opts.concurrency,
+                                                                 profile=opts.profile, out=out_dir / OUTPUTS["baseline"]),
+                            db=db, progress=show.backfill_progress)
         report = base.report
         if opts.tempo_url:
             report = _from_tempo(opts.tempo_url, base, errors, opts.jobspec, opts.rules) or report

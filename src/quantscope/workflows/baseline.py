@@ -4,11 +4,12 @@
 the trace files it was computed from next to `out` (so `quantscope analyze backfill --traces
 <copy>` reproduces it). The command is quantscope.cli.baseline. Telemetry is configured once
 per process: run one baseline per process (the CLI and scripts/phase_2_backfill_baseline.py do).
+It composes the backfill, the telemetry it is handed and the analysis; it never imports typer or
+rich: progress is the caller's callback.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import time
@@ -18,10 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantscope.analysis.backfill import AnalysisError, analyze_backfill
+from quantscope.analysis.traces import TraceSourceError, read_spans
+from quantscope.backfill.runner import run_backfill
+from quantscope.runtime import database, market_source
+from quantscope.settings import PROJECT_ROOT
 from quantscope.util.provenance import git_revision, versions
+from quantscope.workflows.outputs import BASELINE_PROFILE, OUTPUTS
 
-DEFAULT_OUT = Path("phase_2_backfill_baseline.json")
-DEFAULT_PROFILE = "polygon-like"
+DEFAULT_OUT = Path(OUTPUTS["baseline"])
+DEFAULT_PROFILE = BASELINE_PROFILE
 
 
 def _server_version(db) -> str | None:
@@ -59,6 +66,16 @@ class BaselineError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class BaselineOptions:
+    strategy: str = "copy"
+    concurrency: int = 5
+    profile: str = DEFAULT_PROFILE  # the simulator's, when no Polygon URL/key is configured
+    heavy_features: bool = False
+    rate_limit: int | None = None  # simulator requests per minute before 429
+    out: Path = DEFAULT_OUT  # the trace copies go beside it
+
+
 @dataclass
 class Baseline:
     report: dict[str, Any]
@@ -68,22 +85,14 @@ class Baseline:
     note: str | None = None
 
 
-def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profile: str = DEFAULT_PROFILE,
-                 heavy_features: bool = False, rate_limit: int | None = None, out: Path = DEFAULT_OUT,
-                 db=None, progress: Callable[[int], tuple[Any, Callable[[Any], None] | None]] | None = None
-                 ) -> Baseline:
+def run_baseline(settings, plan, tel, opts: BaselineOptions = BaselineOptions(), *, db=None,
+                 progress: Callable[[int], tuple[Any, Callable[[Any], None] | None]] | None = None) -> Baseline:
     """A traced backfill of `plan`, then its analysis from the traces alone. `tel` is this
     process's telemetry (tracing must be on); it is flushed here, and stays up for the caller.
-    Writes nothing but the trace copies beside `out`; the caller writes the report. `progress(n)`
-    returns (a context manager around the run, a per-job callback): the caller's presentation."""
-    # Imported here: the CLI imports this module to mount `baseline`; pandas and the runner would
-    # slow every `quantscope --help`.
-    from quantscope.analysis.backfill import AnalysisError, analyze_backfill
-    from quantscope.analysis.traces import TraceSourceError, read_spans
-    from quantscope.backfill.runner import BackfillRunner
-    from quantscope.runtime import database, market_source, polygon_client
-    from quantscope.settings import PROJECT_ROOT
-
+    Writes nothing but the trace copies beside `opts.out`; the caller writes the report.
+    `progress(n)` returns (a context manager around the run, a per-job callback): the caller's
+    presentation."""
+    strategy, concurrency, profile, rate_limit = opts.strategy, opts.concurrency, opts.profile, opts.rate_limit
     if tel is None:
         raise BaselineError("the baseline is computed from traces: tracing must be on")
     started = time.time()
@@ -98,15 +107,10 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
         pg_version = _server_version(db)
         shown, on_done = progress(len(plan.jobs())) if progress else (nullcontext(), None)
 
-        async def go():
-            async with polygon_client(settings, src) as client:
-                runner = BackfillRunner(db, client, strategy=strategy, concurrency=concurrency,
-                                        heavy_features=heavy_features, on_job_done=on_done,
-                                        simulator_profile=src.profile if src.simulated else None)
-                return await runner.run(plan, trigger="baseline")
-
         with shown:
-            result = asyncio.run(go())
+            result = run_backfill(settings, db, src, plan, trigger="baseline", strategy=strategy,
+                                  concurrency=concurrency, heavy_features=opts.heavy_features,
+                                  on_job_done=on_done, simulator_profile=src.profile if src.simulated else None)
     # Flush, not shut down: later work in this process (validate's other parts) still traces and
     # takes meters; the command that set telemetry up shuts it down when it ends.
     tel.flush()
@@ -116,7 +120,7 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
     note = None
     if not src.simulated and (rate_limit is not None or profile != DEFAULT_PROFILE):
         note = f"note: --profile/--rate-limit apply to the simulator only; this run used {src.base_url}"
-    copies = _copy_traces(_trace_files(tel, traces_dir, started - 1), out)
+    copies = _copy_traces(_trace_files(tel, traces_dir, started - 1), opts.out)
     meta: dict[str, Any] = {
         "run_id": result.run_id,
         "strategy": strategy,
@@ -124,7 +128,7 @@ def run_baseline(settings, plan, tel, *, strategy: str, concurrency: int, profil
         "simulator_profile": src.profile if src.simulated else None,
         "market_source": "simulator" if src.simulated else src.base_url,
         "rate_limit_per_min": rate_limit if src.simulated else None,
-        "heavy_features": heavy_features,
+        "heavy_features": opts.heavy_features,
         "target_bars": plan.target_bars,
         "symbols": list(plan.symbols),
         "timeframes": list(plan.timeframes),

@@ -1,38 +1,24 @@
-"""Command line for the analysis: `quantscope analyze backfill …` and `quantscope compare …`.
+"""`quantscope analyze backfill|load` and `quantscope compare`: reports from telemetry that exists.
 
 The main CLI mounts `analyze_app` (app.add_typer(analyze_app, name="analyze")) and registers
-`compare_command` (app.command("compare")(compare_command)).
+`compare_command` (app.command("compare")(compare_command)). The analysis itself is in
+quantscope.analysis, which knows nothing of typer or rich.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from quantscope.util.documents import DocumentError, read_mapping
+from quantscope.analysis.conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
+from quantscope.cli.common import fail, print_lines
+from quantscope.util.documents import DocumentError, read_mapping, write_json
 from quantscope.util.provenance import git_revision, versions
-
-from .backfill import AnalysisError, analyze_backfill, format_summary
-from .conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
-from .load import (
-    DEFAULT_TARGETS,
-    LoadReportError,
-    ScenarioRun,
-    build_report,
-    merge_k6_outputs,
-    read_targets,
-)
-from .load import format_summary as format_load_summary
-from .phases import PhaseRulesError, job_and_phase_options, rules_from_options
-from .compare import CompareError, compare_reports, format_comparison
-from .traces import TraceSourceError, read_spans
 
 __all__ = ["analyze_app", "backfill_command", "compare_command", "environment_metadata"]
 
@@ -44,11 +30,6 @@ def _analyze() -> None:
     """Analyse traces of quantscope runs (files, Tempo or Jaeger)."""
 
 
-def _fail(msg: str) -> typer.Exit:
-    Console(stderr=True).print(Text(f"error: {msg}", style="bold red"), soft_wrap=True)
-    return typer.Exit(code=2)
-
-
 def environment_metadata() -> dict[str, Any]:
     """What the analysing machine knows: git revision and tool versions."""
     return {"git_revision": git_revision(), "versions": versions()}
@@ -57,25 +38,6 @@ def environment_metadata() -> dict[str, Any]:
 def _absolute(path: Path) -> Path:
     # Paths are resolved once, at the edge, against the caller's working directory.
     return path.expanduser().absolute()
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-
-
-def print_lines(console: Console, lines: list[str]) -> None:
-    for line in lines:
-        style = ""
-        if line.startswith("⚠️") or line.startswith("Verdict:"):
-            style = "bold red"
-        elif "← BOTTLENECK" in line:
-            style = "bold yellow"
-        elif line.startswith("###") or line.startswith("Phase 2:") or line.startswith("Backfill comparison"):
-            style = "bold"
-        elif line.lstrip().startswith("!"):
-            style = "yellow"
-        console.print(Text(line, style=style), soft_wrap=True)
 
 
 @analyze_app.command("backfill")
@@ -113,12 +75,17 @@ def backfill_command(
     """Backfill baseline: phase attribution, totals and the bottleneck verdict, for any
     OpenTelemetry-instrumented service (phases from quantscope.phase, a rules file, or semantic
     conventions; under 80% coverage the verdict is inconclusive)."""
+    # numpy and the readers load when the command runs, not for `quantscope --help`.
+    from quantscope.analysis.backfill import AnalysisError, analyze_backfill, format_summary
+    from quantscope.analysis.phases import PhaseRulesError
+    from quantscope.analysis.traces import TraceSourceError, read_spans
+
     sources = [s if "://" in s else str(_absolute(Path(s))) for s in [*traces, *(more or [])]]
     out = _absolute(out)
     try:
         spec, rules = analysis_options(job_span, jobs, run_span, symbol_attr, timeframe_attr, phases)
     except PhaseRulesError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     meta: dict[str, Any] = environment_metadata()
     if metadata_json is not None:
         given = _load_report(metadata_json)
@@ -129,7 +96,7 @@ def backfill_command(
                            keep=spec.keys() | rules.keys())
         report = analyze_backfill(table, meta, run_id=run_id, jobs=spec, rules=rules)
     except (TraceSourceError, AnalysisError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     write_json(out, report)
     console = Console()
     print_lines(console, format_summary(report))
@@ -154,6 +121,12 @@ def load_command(
 ) -> None:
     """Load-test report from k6 raw outputs: N instances (k6-operator pods, execution segments)
     merged per scenario over all their points."""
+    # numpy and the readers load when the command runs, not for `quantscope --help`.
+    from quantscope.analysis.load import DEFAULT_TARGETS, LoadReportError, ScenarioRun, build_report
+    from quantscope.analysis.load import format_summary as format_load_summary
+    from quantscope.analysis.load import merge_k6_outputs, read_targets
+    from quantscope.analysis.phases import PhaseRulesError, rules_from_options
+    from quantscope.analysis.traces import TraceSourceError, read_spans
 
     files = [str(_absolute(Path(f))) for f in [*k6, *(more or [])]]
     srcs = [s if "://" in s else str(_absolute(Path(s))) for s in (traces or [])]
@@ -164,7 +137,7 @@ def load_command(
         merged = merge_k6_outputs(files)
         spans = read_spans(srcs, strict=False, keep=rules.keys()) if srcs else None
     except (LoadReportError, TraceSourceError, PhaseRulesError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     runs = [ScenarioRun(name, req, mode="merged") for name, req in merged.items()]
     report = build_report(runs, targets=goals, spans=spans, rules=rules, api_service=api_service,
                           meta={"generated_at": _now(), "api_url": None, "k6_outputs": files,
@@ -185,6 +158,7 @@ def _now() -> str:
 def analysis_options(job_span: str, jobs: str, run_span: str, symbol_attr: str, timeframe_attr: str,
                      phases: Path | None):
     """The job and phase options of `analyze backfill` -> (JobSpec, PhaseRules)."""
+    from quantscope.analysis.phases import job_and_phase_options  # numpy: on use only
     return job_and_phase_options(job_span, jobs, run_span, symbol_attr, timeframe_attr,
                                  _absolute(phases) if phases is not None else None)
 
@@ -194,7 +168,7 @@ def _load_report(path: Path) -> dict[str, Any]:
     try:
         return read_mapping(path)
     except DocumentError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
 
 
 def compare_command(
@@ -203,19 +177,16 @@ def compare_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the comparison JSON here.")] = None,
 ) -> None:
     """Before/after: per-phase and per-timeframe deltas, speed-up and its significance."""
+    from quantscope.analysis.compare import CompareError, compare_reports, format_comparison  # numpy: on use only
+
     before, after = _absolute(before), _absolute(after)
     out = _absolute(out) if out is not None else None
     b, a = _load_report(before), _load_report(after)
     try:
         result = compare_reports(b, a)
     except CompareError as exc:
-        raise _fail(str(exc).replace("before:", f"{before}:").replace("after:", f"{after}:")) from None
+        fail(str(exc).replace("before:", f"{before}:").replace("after:", f"{after}:"))
     result["before"]["path"], result["after"]["path"] = str(before), str(after)
     if out is not None:
         write_json(out, result)
     print_lines(Console(), format_comparison(result))
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m quantscope.analysis.cli`
-    analyze_app()
-    sys.exit(0)

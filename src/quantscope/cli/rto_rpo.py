@@ -1,0 +1,54 @@
+"""`quantscope rto-rpo`: RTO_RPO_DEFINITION.md and rto_rpo_definition.json, with the fault drills'
+measurements when asked.
+
+The drills and the database load when the command runs, not for `quantscope --help`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from quantscope.cli.common import console, fail, make_settings, parse_csv
+from quantscope.marketdata.timeframes import load_symbols
+
+
+def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two documents")] = Path("."),
+            drills: Annotated[bool, typer.Option(help="Run the fault drills and put the measurements beside "
+                                                      "each objective")] = False,
+            only: Annotated[Optional[str], typer.Option(help="Comma-separated drills (default: all four)")] = None,
+            time_scale: Annotated[float, typer.Option(min=0.001, max=1.0, help="Objective waits x this in drills")] = 0.1) -> None:
+    """Write RTO_RPO_DEFINITION.md and rto_rpo_definition.json from config/objectives.yaml."""
+    from quantscope.objectives import ObjectivesError, get_objectives
+    from quantscope.recovery.document import write_documents
+    from quantscope.settings import absolute
+
+    out_dir = absolute(out_dir)
+    try:
+        objectives = get_objectives()
+    except ObjectivesError as e:
+        fail(str(e))
+    results = None
+    if drills:
+        from quantscope.recovery.drills import DrillError, DrillOptions
+        from quantscope.workflows.drills import run_drills
+        from quantscope.runtime import database
+
+        with database(make_settings()) as db, console.status("fault drills") as status:
+            try:
+                results = run_drills(db, objectives, DrillOptions(time_scale=time_scale, log_dir=out_dir / "drill-logs"),
+                                     only=parse_csv(only, ()) or None, notify=lambda m: (status.update(m), console.log(m)))
+            except DrillError as e:
+                fail(str(e))
+    doc, md, js = write_documents(objectives, {s: i.tier for s, i in load_symbols().items()}, out_dir, results)
+    console.print(f"wrote {md} and {js} (fault drills: {'run' if results else 'not run'})")
+    if results:
+        for r in doc["rto"]:
+            d = r["drill"]
+            if d is not None:
+                rec = "failed" if d.get("recovery_seconds") is None else f"{d['recovery_seconds']:.2f}s"
+                console.print(f"  {r['title']:<28} objective {r['objective_seconds']:>6.0f}s  recovery {rec:>8}  "
+                              f"lost {d.get('records_lost', '-')}  duplicated {d.get('records_duplicated', '-')}  "
+                              f"{'MET' if d['met'] else 'NOT MET'}", highlight=False)
+        raise typer.Exit(0 if all(r["drill"] is None or r["drill"]["met"] for r in doc["rto"]) else 1)
