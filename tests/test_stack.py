@@ -694,7 +694,13 @@ def fed_prometheus(tmp_path_factory, db):
                  "K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM": "true", "K6_NO_USAGE_REPORT": "true"},
             capture_output=True, text=True, timeout=120, cwd=ROOT / "k6")
         assert k6.returncode == 0, k6.stdout[-2000:] + k6.stderr[-2000:]
-        time.sleep(3)  # a few more scrapes and rule evaluations after the work
+        # The state gauges are computed at most every 10 s (a snapshot per process): wait until the
+        # finished run's ratio is scraped, then a few more scrapes and rule evaluations.
+        deadline = time.monotonic() + 30
+        while not _query(prom, "quantscope_backfill_run_failure_ratio"):
+            assert time.monotonic() < deadline, "the run failure ratio was never scraped"
+            time.sleep(0.5)
+        time.sleep(3)
         yield prom, tmp
     finally:
         for p in procs:

@@ -309,6 +309,31 @@ def _runs(table: SpanTable, attr: Attribution, jobs: JobSpec) -> dict[str, dict[
     return dict(runs)
 
 
+def _choose_run(runs: dict[str, dict[str, Any]], run_id: str | None, warnings: list[str]) -> str:
+    """The asked-for run, or the latest one with jobs (and a warning when there were several)."""
+    if run_id is not None:
+        if run_id not in runs:
+            raise AnalysisError(f"run {run_id!r} not found; runs present: {', '.join(sorted(runs))}")
+        if not runs[run_id]["jobs"]:
+            raise AnalysisError(f"run {run_id!r} has no job spans (still running, or not exported?)")
+        return run_id
+    key = max((k for k in runs if runs[k]["jobs"]), key=lambda k: runs[k]["start"])
+    if len(runs) > 1:
+        warnings.append(f"{len(runs)} runs found; analysed the latest with jobs ({key}); pass run_id to choose")
+    return key
+
+
+def _run_window(attr: Attribution, jobs_ix: np.ndarray, run_rows: np.ndarray,
+                jobs: JobSpec) -> tuple[np.ndarray, np.ndarray, str]:
+    """The run's wall-clock window: its run spans, else the extent of its jobs."""
+    if run_rows.size:
+        return attr.hierarchy.start[run_rows], attr.hierarchy.end[run_rows], f"{jobs.run_span} span"
+    if not jobs_ix.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), "extent of the jobs (no backfill.run span)"
+    return (np.array([attr.job_start[jobs_ix].min()]), np.array([attr.job_end[jobs_ix].max()]),
+            "extent of the jobs (no backfill.run span)")
+
+
 def analyze_backfill(
     spans: SpanTable | Iterable[Any],
     metadata: dict[str, Any] | None = None,
@@ -335,29 +360,11 @@ def analyze_backfill(
         )
     runs = _runs(table, attr, jobs)
     warnings = list(table.warnings)
-    if run_id is not None:
-        if run_id not in runs:
-            raise AnalysisError(f"run {run_id!r} not found; runs present: {', '.join(sorted(runs))}")
-        if not runs[run_id]["jobs"]:
-            raise AnalysisError(f"run {run_id!r} has no job spans (still running, or not exported?)")
-        key = run_id
-    else:
-        with_jobs = [k for k in runs if runs[k]["jobs"]]
-        key = max(with_jobs, key=lambda k: runs[k]["start"])
-        if len(runs) > 1:
-            warnings.append(f"{len(runs)} runs found; analysed the latest with jobs ({key}); pass run_id to choose")
+    key = _choose_run(runs, run_id, warnings)
     run = runs[key]
     jobs_ix = np.array(sorted(run["jobs"]), dtype=np.int64)
     run_rows = np.array(run["run_rows"], dtype=np.int64)
-
-    h = attr.hierarchy
-    if run_rows.size:
-        ws, we = h.start[run_rows], h.end[run_rows]
-        wall_source = f"{jobs.run_span} span"
-    else:
-        ws = np.array([attr.job_start[jobs_ix].min()]) if jobs_ix.size else np.zeros(0, np.int64)
-        we = np.array([attr.job_end[jobs_ix].max()]) if jobs_ix.size else np.zeros(0, np.int64)
-        wall_source = "extent of the jobs (no backfill.run span)"
+    ws, we, wall_source = _run_window(attr, jobs_ix, run_rows, jobs)
     wall = wall_clock(attr, jobs_ix, run_rows, (ws, we))
     duration_s = wall["wall_clock_seconds"]
 
@@ -370,12 +377,9 @@ def analyze_backfill(
     dists, tail = job_tail(job_list)
     if totals["jobs_failed"]:
         bottleneck["caveats"].append(f"{totals['jobs_failed']} job(s) failed; their time is included")
-    bottleneck["evidence"]["wall_clock_exclusive_shares"] = {
-        p: wall["phases"].get(p, {}).get("exclusive_share", 0.0) for p in PHASES
-    }
-    bottleneck["evidence"]["wall_clock_active_shares"] = {
-        p: wall["phases"].get(p, {}).get("active_share", 0.0) for p in PHASES
-    }
+    for share in ("exclusive", "active"):
+        bottleneck["evidence"][f"wall_clock_{share}_shares"] = {
+            p: wall["phases"].get(p, {}).get(f"{share}_share", 0.0) for p in PHASES}
 
     run_attrs: dict[str, Any] = {}
     for r in run["run_rows"]:
@@ -384,17 +388,15 @@ def analyze_backfill(
     start_ns = int(ws.min()) if ws.size else 0
     end_ns = int(we.max()) if we.size else 0
 
-    diagnostics = dict(attr.diagnostics)
-    diagnostics.update(
-        spans_in_run=int(np.isin(h.job, attr.job_rows[jobs_ix]).sum() + run_rows.size),
-        negative_duration_spans=int(table.stats.get("negative_duration_spans", 0)),
-        non_trace_documents=int(table.stats.get("non_trace_documents", 0)),
-        malformed_lines=int(table.stats.get("malformed_lines", 0)),
-        traces=int(table.stats.get("traces", 0)),
-        runs_found=sorted(runs),
-        sources=list(table.sources),
-        warnings=warnings,
-    )
+    diagnostics = {
+        **attr.diagnostics,
+        "spans_in_run": int(np.isin(attr.hierarchy.job, attr.job_rows[jobs_ix]).sum() + run_rows.size),
+        **{k: int(table.stats.get(k, 0))
+           for k in ("negative_duration_spans", "non_trace_documents", "malformed_lines", "traces")},
+        "runs_found": sorted(runs),
+        "sources": list(table.sources),
+        "warnings": warnings,
+    }
     return {
         "schema_version": SCHEMA_VERSION,
         "report": "phase_2_backfill_baseline",

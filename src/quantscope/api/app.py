@@ -6,7 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 import psycopg2
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from quantscope import __version__
@@ -36,7 +36,67 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     """Build the API. With `db` given (tests, validate) the caller owns the database's lifetime;
     otherwise the app opens it on startup (embedded PostgreSQL unless DATABASE_URL is set)."""
     settings = settings or get_settings()
+    telemetry = _telemetry(settings)
+    # FastAPI (>= 0.160) has its own OpenTelemetry telemetry. Server spans come from exactly one
+    # source (settings.api_instrumentation); request metrics come from RequestMetrics, so FastAPI's
+    # duplicates are off, and its per-operation spans (dependency solving, serialization) too.
+    mode = settings.api_instrumentation if telemetry is not None else "off"
+    native = {"tracing": mode == "native", "metrics": False, "logs": False, "operation_spans": False,
+              "exclude": lambda scope: scope.get("path", "").startswith(UNTRACED_PATHS)}
+    if mode == "native":
+        native["tracer_provider"] = telemetry.tracer_provider
+    app = FastAPI(title="quantscope features API", version=__version__, lifespan=_lifespan(settings),
+                  telemetry=native)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.on_missing = lambda symbol, timeframe: enrichment.request_enrichment(app.state.db, symbol, timeframe)
+    app.state.cache = FeatureCache(settings.cache_max_entries, settings.cache_max_bytes)
+    app.state.inflight = {}  # key -> Future of the store read in progress (single-flight)
+    app.state.objectives = get_objectives()
+    errors.install(app)
+    app.include_router(features.router)
+    app.include_router(admin.router)
+    app.include_router(_health)
+    # Limits inside the metrics middleware, so rejected requests are still counted; the fast path
+    # innermost, so it is measured, traced and limited like the route it shortcuts.
+    app.add_middleware(FeaturesFastPath, route=next(
+        r for r in features.router.routes if getattr(r, "path", None) == "/api/v1/features/quant/{symbol}"))
+    app.add_middleware(RequestLimits)
+    app.add_middleware(RequestMetrics)
+    if telemetry is not None:
+        _instrument(app, telemetry, mode)
+    return app
 
+
+def _telemetry(settings: Settings):
+    if not settings.otel_enabled:
+        return None
+    from quantscope.instrumentation.setup import setup_telemetry  # the SDK only when tracing is on
+
+    return setup_telemetry(
+        names.SERVICE_API, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
+        prometheus=True, instrument_httpx=False,
+        secrets=tuple(s.get_secret_value() for s in (settings.admin_token, settings.polygon_api_key) if s))
+
+
+def _instrument(app: FastAPI, telemetry, mode: str) -> None:
+    """Server spans from the chosen source (native is FastAPI's own, set at construction), the
+    Prometheus /metrics endpoint and the state gauges."""
+    from prometheus_client import make_asgi_app  # /metrics only when telemetry is on
+
+    from quantscope.instrumentation.setup import instrument_fastapi  # the SDK only when tracing is on
+
+    if mode == "lean":
+        from quantscope.instrumentation.asgi import ServerSpans  # the lean server-span mode only
+
+        app.add_middleware(ServerSpans, tracer_provider=telemetry.tracer_provider, excluded_paths=UNTRACED_PATHS)
+    elif mode == "auto":
+        instrument_fastapi(app, telemetry)
+    app.mount("/metrics", make_asgi_app())
+    _register_gauges(app)
+
+
+def _lifespan(settings: Settings):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # At startup, i.e. after uvicorn has configured its loggers.
@@ -59,67 +119,25 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
             if owned is not None:
                 await run_in_threadpool(owned.close)
 
-    telemetry = None
-    if settings.otel_enabled:
-        from quantscope.instrumentation.setup import setup_telemetry  # the SDK only when tracing is on
+    return lifespan
 
-        telemetry = setup_telemetry(
-            names.SERVICE_API, environment=settings.environment, traces_dir=settings.resolved_traces_dir,
-            prometheus=True, instrument_httpx=False,
-            secrets=tuple(s.get_secret_value() for s in (settings.admin_token, settings.polygon_api_key) if s))
 
-    # FastAPI (>= 0.160) has its own OpenTelemetry telemetry. Server spans come from exactly one
-    # source (settings.api_instrumentation); request metrics come from RequestMetrics, so FastAPI's
-    # duplicates are off, and its per-operation spans (dependency solving, serialization) too.
-    mode = settings.api_instrumentation if telemetry is not None else "off"
-    native = {"tracing": mode == "native", "metrics": False, "logs": False, "operation_spans": False,
-              "exclude": lambda scope: scope.get("path", "").startswith(UNTRACED_PATHS)}
-    if mode == "native":
-        native["tracer_provider"] = telemetry.tracer_provider
-    app = FastAPI(title="quantscope features API", version=__version__, lifespan=lifespan, telemetry=native)
-    app.state.settings = settings
-    app.state.db = db
-    app.state.on_missing = lambda symbol, timeframe: enrichment.request_enrichment(app.state.db, symbol, timeframe)
-    app.state.cache = FeatureCache(settings.cache_max_entries, settings.cache_max_bytes)
-    app.state.inflight = {}  # key -> Future of the store read in progress (single-flight)
-    app.state.objectives = get_objectives()
-    errors.install(app)
-    app.include_router(features.router)
-    app.include_router(admin.router)
-    # Limits inside the metrics middleware, so rejected requests are still counted; the fast path
-    # innermost, so it is measured, traced and limited like the route it shortcuts.
-    app.add_middleware(FeaturesFastPath, route=next(
-        r for r in features.router.routes if getattr(r, "path", None) == "/api/v1/features/quant/{symbol}"))
-    app.add_middleware(RequestLimits)
-    app.add_middleware(RequestMetrics)
-    if telemetry is not None:
-        from prometheus_client import make_asgi_app  # /metrics only when telemetry is on
+_health = APIRouter()
 
-        from quantscope.instrumentation.setup import instrument_fastapi  # the SDK only when tracing is on
 
-        if mode == "lean":
-            from quantscope.instrumentation.asgi import ServerSpans  # the lean server-span mode only
+@_health.get("/healthz", summary="Liveness")
+async def healthz() -> dict:
+    return {"status": "ok", "version": __version__}
 
-            app.add_middleware(ServerSpans, tracer_provider=telemetry.tracer_provider, excluded_paths=UNTRACED_PATHS)
-        elif mode == "auto":
-            instrument_fastapi(app, telemetry)
-        app.mount("/metrics", make_asgi_app())
-        _register_gauges(app)
 
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> dict:
-        return {"status": "ok", "version": __version__}
-
-    @app.get("/readyz", summary="Readiness: the database answers")
-    async def readyz(request: Request):
-        try:
-            await run_in_threadpool(_ping, request.app.state.db)
-        except (psycopg2.Error, AttributeError) as e:
-            return errors.json_response(503, {"status": "unavailable", "error": "database_unavailable",
-                                              "message": f"database check failed ({type(e).__name__})"})
-        return {"status": "ready"}
-
-    return app
+@_health.get("/readyz", summary="Readiness: the database answers")
+async def readyz(request: Request):
+    try:
+        await run_in_threadpool(_ping, request.app.state.db)
+    except (psycopg2.Error, AttributeError) as e:
+        return errors.json_response(503, {"status": "unavailable", "error": "database_unavailable",
+                                          "message": f"database check failed ({type(e).__name__})"})
+    return {"status": "ready"}
 
 
 def _register_gauges(app: FastAPI) -> None:

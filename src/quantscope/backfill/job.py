@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
+
 from quantscope.features.compute import compute_features
 from quantscope.instrumentation import names, phases
 from quantscope.marketdata.polygon import PolygonError
@@ -145,8 +147,6 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
 def _phase_of(e: Exception) -> str:
     if isinstance(e, PolygonError):
         return names.PHASE_API
-    import psycopg2
-
     if isinstance(e, psycopg2.Error):
         return names.PHASE_DB
     return "unknown"

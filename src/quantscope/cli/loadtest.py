@@ -11,6 +11,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from quantscope.cli.common import fail, make_settings
+from quantscope.objectives import parse_duration
+from quantscope.settings import absolute, absolute_sources
+
 console = Console()
 
 
@@ -40,13 +44,11 @@ def loadtest_command(
     out: Annotated[Path, typer.Option(help="Output directory")] = Path("reports/loadtest"),
 ) -> None:
     """Run the load scenarios with k6 and write load_test_report.json (bottleneck + recommendations)."""
+    # numpy, httpx, psutil and the workflow: loaded when the command runs, not for --help.
     from quantscope.analysis.load import format_summary
     from quantscope.analysis.phases import PhaseRulesError, rules_from_options
-    from quantscope.cli.common import fail, make_settings
     from quantscope.loadtest.runner import K6Options, LoadTestError, check_api_url, select_scenarios
     from quantscope.workflows.loadtest import run_loadtest
-    from quantscope.objectives import parse_duration
-    from quantscope.settings import absolute, absolute_sources
 
     out = absolute(out)
     traces = absolute_sources(traces or ())

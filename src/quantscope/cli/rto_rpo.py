@@ -12,6 +12,9 @@ import typer
 
 from quantscope.cli.common import console, fail, make_settings, parse_csv
 from quantscope.marketdata.timeframes import load_symbols
+from quantscope.objectives import ObjectivesError, get_objectives
+from quantscope.recovery.document import write_documents
+from quantscope.settings import absolute
 
 
 def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two documents")] = Path("."),
@@ -20,10 +23,6 @@ def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two d
             only: Annotated[Optional[str], typer.Option(help="Comma-separated drills (default: all four)")] = None,
             time_scale: Annotated[float, typer.Option(min=0.001, max=1.0, help="Objective waits x this in drills")] = 0.1) -> None:
     """Write RTO_RPO_DEFINITION.md and rto_rpo_definition.json from config/objectives.yaml."""
-    from quantscope.objectives import ObjectivesError, get_objectives
-    from quantscope.recovery.document import write_documents
-    from quantscope.settings import absolute
-
     out_dir = absolute(out_dir)
     try:
         objectives = get_objectives()
@@ -31,9 +30,10 @@ def rto_rpo(out_dir: Annotated[Path, typer.Option(help="Where to write the two d
         fail(str(e))
     results = None
     if drills:
+        # The drills, the simulator and the database: only when drills are asked for.
         from quantscope.recovery.drills import DrillError, DrillOptions
-        from quantscope.workflows.drills import run_drills
         from quantscope.runtime import database
+        from quantscope.workflows.drills import run_drills
 
         with database(make_settings()) as db, console.status("fault drills") as status:
             try:

@@ -16,6 +16,7 @@ def serve(host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
           workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
           access_log: Annotated[bool, typer.Option(help="Log every request (costs ~7% of cached throughput)")] = False) -> None:
     """Run the features API (embedded PostgreSQL unless DATABASE_URL is set)."""
+    # The server and the app (FastAPI, the store, the OTel instrumentation) only when serving.
     import uvicorn
 
     from quantscope.api.app import create_app
@@ -35,7 +36,7 @@ def simulate(host: Annotated[str, typer.Option()] = "127.0.0.1",
              rate_limit: Annotated[Optional[int], typer.Option(help="Requests per minute before 429")] = None,
              seed: Annotated[int, typer.Option()] = 42) -> None:
     """Run the Polygon-compatible simulator."""
-    from quantscope.marketdata.simulator import PROFILES, SimulatorConfig, run_simulator
+    from quantscope.marketdata.simulator import PROFILES, SimulatorConfig, run_simulator  # starlette: on use only
 
     if profile not in PROFILES:
         fail(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 
 from quantscope.analysis.conventions import ATTR_SYMBOL, ATTR_TIMEFRAME, SPAN_JOB, SPAN_RUN
 from quantscope.cli import common as qcli
-from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES, load_symbols
+from quantscope.settings import absolute
 from quantscope.workflows.outputs import EXIT_HELP, OUTPUTS, PARTS
 
 __all__ = ["EXIT_HELP", "validate_command"]
@@ -73,15 +75,11 @@ def validate_command(
 ) -> None:
     """Run the whole Phase 2 validation on embedded defaults and write reports/<run-id>/."""
     # Imported here, not at the top: loading the workflow would slow every `quantscope --help`.
-    from rich.console import Console
-
     from quantscope.analysis.phases import PhaseRulesError, job_and_phase_options
     from quantscope.analysis.report import verdict_lines
     from quantscope.backfill.runner import RunPlan
     from quantscope.loadtest.runner import LoadTestError, check_api_url, select_scenarios
     from quantscope.marketdata.simulator import PROFILES
-    from quantscope.marketdata.timeframes import load_symbols
-    from quantscope.settings import absolute
     from quantscope.workflows.validate import ValidateOptions, run_validate
 
     out = absolute(out)

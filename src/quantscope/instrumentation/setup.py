@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -103,6 +104,7 @@ def trace_file_path(service_name: str, traces_dir: Path) -> Path:
 
 def _trace_exporter(service_name: str, traces_dir: Path) -> tuple[SpanExporter, Path | None]:
     if otlp_endpoint_configured():
+        # The protocol the user picked: each exporter pulls its own stack (grpcio or protobuf+requests).
         if _otlp_protocol() == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         else:
@@ -184,6 +186,7 @@ def setup_telemetry(service_name: str, *, environment: str = "local", traces_dir
         trace.set_tracer_provider(tp)
 
         readers = []
+        # Each reader, exporter and instrumentor only when this process asked for it.
         if prometheus:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
@@ -230,9 +233,8 @@ async def _httpx_async_request_hook(span, request) -> None:
 
 
 def instrument_fastapi(app, telemetry: Telemetry | None = None) -> None:
+    # Only the API uses it: the other commands never import the ASGI instrumentation.
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    from opentelemetry.metrics import NoOpMeterProvider
 
     tel = telemetry or _current
     # Our RequestMetrics middleware already records request duration with the labels the

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 
 from quantscope.backfill.runner import BackfillRunner, RunPlan
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
@@ -391,8 +392,6 @@ def drill_db_loss(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any
 
 
 def _terminate_backends(db: Any) -> int:
-    import psycopg2
-
     conn = psycopg2.connect(db.dsn, connect_timeout=5)
     try:
         conn.autocommit = True

