@@ -32,3 +32,16 @@ def test_a_broken_contract_is_reported(tmp_path):
                    'source_modules = ["quantscope.cli.validate"]\nforbidden_modules = ["quantscope.workflows.validate"]\n')
     r = _lint("--config", str(cfg))
     assert r.returncode == 1 and "BROKEN" in r.stdout and "quantscope.cli.validate -> quantscope.workflows.validate" in r.stdout
+
+
+def test_the_documented_layers_are_the_enforced_ones():
+    """docs/architecture.md lists the layers; the contract in pyproject.toml enforces them."""
+    import re
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"<!-- layers:[^>]*-->\s*```\n(.*?)```", doc, re.S)
+    assert block, "docs/architecture.md has no layers block"
+    assert block.group(1).splitlines() == layers

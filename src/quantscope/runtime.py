@@ -1,13 +1,17 @@
-"""Wiring for commands: the database and the market-data source (real Polygon or the local
-simulator) with its client, each as a context manager that cleans up after itself."""
+"""Wiring for the workflows and commands: the database and the market-data source (real Polygon
+or the local simulator) with its client, each as a context manager that cleans up after itself,
+and one backfill run driven to the end from synchronous code."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
+
+from quantscope.backfill.runner import BackfillRunner, RunPlan, RunResult
 
 from quantscope.instrumentation import names
 from quantscope.instrumentation.setup import asgi_tracing, current
@@ -75,3 +79,14 @@ def database(settings: Settings) -> Iterator[object]:
 def reconnect_policy():
     """Reconnect for as long as config/objectives.yaml gives a lost database (its RTO)."""
     return ReconnectPolicy(max_total_s=get_objectives().rto["db_connection_loss"].objective)
+
+
+def run_backfill(settings: Settings, db, source: MarketSource, plan: RunPlan | None = None, *, run_id: str | None = None,
+                 trigger: str = "manual", **runner: object) -> RunResult:
+    """One run to the end, from synchronous code: a Polygon client for `source` and a
+    BackfillRunner with `runner`'s fields, in a fresh event loop."""
+    async def go() -> RunResult:
+        async with polygon_client(settings, source) as client:
+            return await BackfillRunner(db, client, **runner).run(plan, run_id=run_id, trigger=trigger)
+
+    return asyncio.run(go())

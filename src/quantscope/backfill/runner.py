@@ -17,7 +17,6 @@ from quantscope.instrumentation import metrics as qmetrics
 from quantscope.instrumentation import names, phases
 from quantscope.marketdata.timeframes import TIMEFRAMES, SymbolInfo, parse_timeframe, symbol_info
 from quantscope.objectives import TIER_ORDER
-from quantscope.runtime import polygon_client
 from quantscope.store import execution_log as xlog
 
 log = logging.getLogger("quantscope.backfill")
@@ -173,17 +172,6 @@ class BackfillRunner:
                     await asyncio.to_thread(self.db.run, lambda c: xlog.renew_leases(c, ids, self.owner, self.lease_s))
                 except Exception:  # a missed renewal only shortens the lease
                     log.exception("lease renewal failed")
-
-
-def run_backfill(settings, db, source, plan: RunPlan | None = None, *, run_id: str | None = None,
-                 trigger: str = "manual", **runner: object) -> RunResult:
-    """One run to the end, from synchronous code: a Polygon client for `source` (a
-    runtime.MarketSource) and a BackfillRunner with `runner`'s fields, in a fresh event loop."""
-    async def go() -> RunResult:
-        async with polygon_client(settings, source) as client:
-            return await BackfillRunner(db, client, **runner).run(plan, run_id=run_id, trigger=trigger)
-
-    return asyncio.run(go())
 
 
 def _load_plan(conn, run_id: str) -> RunPlan:

@@ -23,8 +23,8 @@ def backfill(symbols: Annotated[Optional[str], typer.Option(help="Comma-separate
              resume: Annotated[Optional[str], typer.Option(help="Resume (or join) an existing run id")] = None) -> None:
     """Fetch bars, compute features and store both, for every (symbol, timeframe)."""
     # The runner (numpy, the store) and the simulator: loaded when the command runs.
-    from quantscope.backfill.runner import RunPlan, run_backfill
-    from quantscope.runtime import database, market_source
+    from quantscope.backfill.runner import RunPlan
+    from quantscope.runtime import database, market_source, run_backfill
 
     try:
         settings = make_settings(write_strategy=strategy, concurrency=concurrency)

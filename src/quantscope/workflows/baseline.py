@@ -21,8 +21,7 @@ from typing import Any
 
 from quantscope.analysis.backfill import AnalysisError, analyze_backfill
 from quantscope.analysis.traces import TraceSourceError, read_spans
-from quantscope.backfill.runner import run_backfill
-from quantscope.runtime import database, market_source
+from quantscope.runtime import database, market_source, run_backfill
 from quantscope.settings import PROJECT_ROOT
 from quantscope.util.provenance import git_revision, versions
 from quantscope.workflows.outputs import BASELINE_PROFILE, OUTPUTS

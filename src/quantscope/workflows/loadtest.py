@@ -20,7 +20,7 @@ import httpx
 
 from quantscope.analysis.load import ScenarioRun, build_report, index_server_spans, read_k6_points, read_k6_summary
 from quantscope.analysis.traces import TraceSourceError, read_spans
-from quantscope.backfill.runner import RunPlan, run_backfill
+from quantscope.backfill.runner import RunPlan
 from quantscope.loadtest.runner import (
     IDLE_BASELINE_S,
     ApiTarget,
@@ -36,7 +36,7 @@ from quantscope.loadtest.runner import (
     run_k6,
     targets,
 )
-from quantscope.runtime import database, market_source
+from quantscope.runtime import database, market_source, run_backfill
 from quantscope.settings import Settings
 
 
