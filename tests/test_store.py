@@ -32,7 +32,9 @@ from quantscope.settings import Settings
 from quantscope.store import repository as repo
 from quantscope.store.database import Database, ReconnectPolicy, redact_dsn
 from quantscope.store.embedded import EmbeddedPostgres
-from quantscope.store.migrations import apply_migrations
+from quantscope.store.migrations import apply_migrations, load_migrations
+
+SHIPPED = [m.version for m in load_migrations()]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=timezone.utc)
@@ -131,7 +133,7 @@ def pg():
 @pytest.fixture(scope="session")
 def db(pg):
     database = Database(pg.dsn, pool_max=4)
-    assert database.migrate() in (["0001"], [])
+    assert database.migrate() in (SHIPPED, [])
     yield database
     database.close()
 
@@ -273,7 +275,7 @@ def test_database_open_embedded_and_url(lifecycle_dir, pg):
     try:
         assert db.embedded is not None and server_procs(lifecycle_dir)
         with db.connection() as conn:
-            assert count(conn, "schema_migrations") == 1
+            assert count(conn, "schema_migrations") == len(SHIPPED)
     finally:
         db.close()
     assert wait_no_server(lifecycle_dir) == []
@@ -354,11 +356,11 @@ def test_migrations_idempotent_and_concurrent_safe(pg):
     for t in threads:
         t.join(30)
     assert errors == []
-    assert sorted(results) == [[], [], [], ["0001"]]  # exactly one starter applied it
+    assert sorted(results) == [[], [], [], SHIPPED]  # exactly one starter applied them
     conn = psycopg2.connect(dsn)
     try:
         assert apply_migrations(conn) == []
-        assert count(conn, "schema_migrations") == 1
+        assert count(conn, "schema_migrations") == len(SHIPPED)
         with conn.cursor() as cur:
             cur.execute("SELECT column_name FROM information_schema.columns "
                         "WHERE table_name = 'quant_features' ORDER BY ordinal_position")

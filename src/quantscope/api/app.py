@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quantscope import __version__
 from quantscope.api import admin, enrichment, errors, features
-from quantscope.api.cache import FeatureCache, InvalidationListener
+from quantscope.api.cache import FeatureCache, InvalidationListener, RefreshBoard
 from quantscope.api.fastpath import FeaturesFastPath
 from quantscope.api.limits import RequestLimits
 from quantscope.api.middleware import RequestMetrics
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, db=None) -> FastAPI:
     app.state.db = db
     app.state.on_missing = lambda symbol, timeframe: enrichment.request_enrichment(app.state.db, symbol, timeframe)
     app.state.cache = FeatureCache(settings.cache_max_entries, settings.cache_max_bytes)
+    app.state.refresh = RefreshBoard()
     app.state.inflight = {}  # key -> Future of the store read in progress (single-flight)
     app.state.objectives = get_objectives()
     errors.install(app)
@@ -105,7 +106,8 @@ def _lifespan(settings: Settings):
         if app.state.db is None:
             policy = ReconnectPolicy(max_total_s=app.state.objectives.rto["db_connection_loss"].objective)
             owned = app.state.db = await run_in_threadpool(lambda: Database.open(settings, policy=policy))
-        listener = InvalidationListener(lambda: _listen_connection(app.state.db), app.state.cache)
+        listener = InvalidationListener(lambda: _listen_connection(app.state.db), app.state.cache,
+                                        board=app.state.refresh)
         listener.start()
         app.state.listener = listener
         # The listener clears the cache when it connects (notifications sent before are lost):

@@ -1,5 +1,7 @@
 """Response cache for hot symbols: pre-serialised row payloads, LRU, invalidated by PostgreSQL
-NOTIFY from the backfill (so a write in another process reaches every API process)."""
+NOTIFY from the backfill (so a write in another process reaches every API process). The same
+listener keeps the RefreshBoard: each series' latest refresh outcome, and whether the database is
+reachable, so an answer from the cache can say why its data is old without asking the database."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+
+from quantscope.store import series_refresh
+from quantscope.store.series_refresh import Refresh
 
 log = logging.getLogger("quantscope.api.cache")
 
@@ -97,14 +102,46 @@ class FeatureCache:
                     "max_entries": self.max_entries, "max_bytes": self.max_bytes}
 
 
+class RefreshBoard:
+    """Per series, the latest refresh outcome (series_refresh), and since when the database has
+    been unreachable (None: reachable as far as this process knows)."""
+
+    def __init__(self):
+        self._series: dict[tuple[str, str], Refresh] = {}
+        self._lock = threading.Lock()
+        self.db_down_since: datetime | None = None
+
+    def get(self, symbol: str, timeframe: str) -> Refresh | None:
+        return self._series.get((symbol, timeframe))
+
+    def replace(self, series: dict[tuple[str, str], Refresh]) -> None:
+        with self._lock:
+            self._series = dict(series)
+
+    def update(self, key: tuple[str, str], refresh: Refresh | None) -> None:
+        with self._lock:
+            if refresh is None:
+                self._series.pop(key, None)
+            else:
+                self._series[key] = refresh
+
+    def db_down(self) -> None:
+        if self.db_down_since is None:
+            self.db_down_since = datetime.now(timezone.utc)
+
+    def db_up(self) -> None:
+        self.db_down_since = None
+
+
 class InvalidationListener(threading.Thread):
     """LISTEN on a dedicated connection; reconnects with backoff. On (re)connect it clears the
     cache, since notifications sent while disconnected are lost."""
 
-    def __init__(self, connect, cache: FeatureCache, poll_s: float = 1.0):
+    def __init__(self, connect, cache: FeatureCache, poll_s: float = 1.0, board: RefreshBoard | None = None):
         super().__init__(name="cache-invalidation", daemon=True)
         self._connect = connect
         self.cache = cache
+        self.board = board if board is not None else RefreshBoard()
         self.poll_s = poll_s
         self._halt = threading.Event()
         self.connected = threading.Event()
@@ -122,7 +159,10 @@ class InvalidationListener(threading.Thread):
                 conn.autocommit = True
                 with conn.cursor() as cur:
                     cur.execute(f"LISTEN {CHANNEL}")
+                    cur.execute(f"LISTEN {series_refresh.CHANNEL}")
                 self.cache.clear()
+                self.board.replace(series_refresh.read(conn))
+                self.board.db_up()
                 self.connected.set()
                 delay = 0.5
                 while not self._halt.is_set():
@@ -133,9 +173,13 @@ class InvalidationListener(threading.Thread):
                         n = conn.notifies.pop(0)
                         self.received += 1
                         symbol, _, tf = n.payload.partition("|")
-                        self.cache.invalidate(symbol, tf or None)
+                        if n.channel == series_refresh.CHANNEL:
+                            self.board.update((symbol, tf), series_refresh.read(conn, symbol, tf).get((symbol, tf)))
+                        else:
+                            self.cache.invalidate(symbol, tf or None)
             except Exception as e:  # keep listening across DB restarts
                 self.connected.clear()
+                self.board.db_down()
                 log.warning("cache invalidation listener disconnected (%s); retrying in %.1fs",
                             type(e).__name__, delay)
                 self._halt.wait(delay)

@@ -67,7 +67,6 @@ async def respond(state, symbol: str, timeframe: str, limit: int, bypass: bool =
     origin (RFC 9111 5.2.1.4): skip the lookup, read the store, refresh the entry. Load tests use
     it to measure the full path."""
     key = (symbol, timeframe, limit)
-    degraded = None
     s = phases.leaf(names.SPAN_CACHE_LOOKUP, **{names.ATTR_SYMBOL: symbol, names.ATTR_TIMEFRAME: timeframe})
     try:
         entry = None if bypass else state.cache.get(key)
@@ -82,14 +81,16 @@ async def respond(state, symbol: str, timeframe: str, limit: int, bypass: bool =
                 entry, shared = await _read_once(state, key)
                 phases.set_attrs(s, **{names.ATTR_COALESCED: shared})
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            state.refresh.db_down()
             entry = state.cache.fallback(key)
             if entry is None:
                 log.warning("database unavailable for %s/%s: %s", symbol, timeframe, type(e).__name__)
                 raise ApiError(503, "database_unavailable",
                                "the feature store is unreachable and nothing is cached for this request; retry shortly",
                                headers={"Retry-After": "5"}) from None
-            cached, degraded = True, "database unavailable: serving cached data, which may be stale"
+            cached = True
         else:
+            state.refresh.db_up()
             if entry.count == 0:
                 on_missing = getattr(state, "on_missing", None)
                 extra = await run_in_threadpool(on_missing, symbol, timeframe) if on_missing else {}
@@ -99,7 +100,7 @@ async def respond(state, symbol: str, timeframe: str, limit: int, bypass: bool =
             state.cache.put(key, entry)
     s = phases.leaf(names.SPAN_SERIALIZE)
     try:
-        return _render(state, symbol, timeframe, limit, entry, cached, degraded), cached
+        return _render(state, symbol, timeframe, limit, entry, cached), cached
     finally:
         s.end()
 
@@ -145,15 +146,35 @@ def page_json(page) -> bytes:
     return orjson.dumps([dict(zip(_KEYS, row)) for row in zip(ts, *cols)])
 
 
-def _render(state, symbol, timeframe, limit, entry: CacheEntry, cached: bool, degraded: str | None) -> bytes:
+def _render(state, symbol, timeframe, limit, entry: CacheEntry, cached: bool) -> bytes:
     fresh = state.objectives.freshness(entry.last_computed_at)
-    warnings = [w for w in (fresh.warning, degraded) if w]
+    refresh = state.refresh.get(symbol, timeframe)
+    problem = refresh_problem(refresh, entry.last_computed_at)
+    down = state.refresh.db_down_since
+    degraded = (f"database unreachable since {_iso(down)}: serving cached data, which may be stale"
+                if down is not None else None)
     head = orjson.dumps({
         "symbol": symbol, "timeframe": timeframe, "limit": limit, "count": entry.count,
         "cached": cached, "last_computed_at": _iso(entry.last_computed_at),
         "freshness": {"status": fresh.status, "age_seconds": round(fresh.age_seconds or 0.0, 3),
                       "warning": fresh.warning},
-        "warnings": warnings, "degraded": degraded is not None,
+        "refresh": None if refresh is None else {"status": refresh.status, "at": _iso(refresh.at),
+                                                 "phase": refresh.phase},
+        "warnings": [w for w in (fresh.warning, problem, degraded) if w],
+        "degraded": degraded is not None,
+        "error_flag": refresh is not None and refresh.status == "failed",
     })
     # Splice the cached row payload into the envelope instead of re-serialising it.
     return b"".join((head[:-1], b',"columns":', COLUMNS_JSON, b',"data":', entry.data_json, b"}"))
+
+
+def refresh_problem(refresh, data_as_of: datetime | None) -> str | None:
+    """Why the data may be older than its cadence, in the words a user needs (never the raw
+    error, which can name internals)."""
+    if refresh is None or refresh.status == "success":
+        return None
+    as_of = f"data as of {_iso(data_as_of)}"
+    if refresh.status == "rate_limited":
+        return f"refresh rate-limited (429) at {_iso(refresh.at)}; {as_of}"
+    what = "feature computation" if refresh.phase == names.PHASE_COMPUTE else f"refresh ({refresh.phase or 'unknown'})"
+    return f"{what} failed at {_iso(refresh.at)}; {as_of}"

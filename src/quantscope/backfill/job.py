@@ -6,6 +6,7 @@ the job or all of it, so a resumed run neither loses nor duplicates nor redoes f
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from quantscope.features.compute import compute_features
 from quantscope.instrumentation import names, phases
 from quantscope.marketdata.polygon import PolygonError
 from quantscope.marketdata.timeframes import SymbolInfo, Timeframe
-from quantscope.store import repository
+from quantscope.store import repository, series_refresh
+
+log = logging.getLogger("quantscope.backfill")
 
 _MARKET_DAY_S = 6.5 * 3600
 
@@ -63,6 +66,13 @@ class JobError(Exception):
         self.phase = phase
 
 
+class LeaseLost(JobError):
+    """Another worker owns the job now: its outcome, not this one, is the series' refresh."""
+
+    def __init__(self):
+        super().__init__(names.PHASE_DB, "lease lost: another worker took this job")
+
+
 @dataclass
 class JobContext:
     """What a job needs; built once per run."""
@@ -88,7 +98,9 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
             with phases.fetch_span(**attrs) as s:
                 t = time.perf_counter()
                 try:
-                    result = await ctx.client.fetch_bars(info.symbol, tf, window[0], window[1])
+                    result = await ctx.client.fetch_bars(
+                        info.symbol, tf, window[0], window[1],
+                        on_rate_limited=lambda: asyncio.to_thread(_note_rate_limited, ctx.db, info.symbol, tf.name))
                 finally:
                     out.api_s = time.perf_counter() - t
                 bars = result.bars
@@ -115,10 +127,11 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
                     conn, info.symbol, tf.name, feats, computed_at, ctx.strategy)
                 with conn.cursor() as cur:  # wake API caches (delivered on commit only)
                     cur.execute("SELECT pg_notify('quantscope_features', %s)", (f"{info.symbol}|{tf.name}",))
+                series_refresh.record(conn, info.symbol, tf.name, "success")
                 out.db_s = time.perf_counter() - t_db  # the checkpoint records time up to commit
                 out.total_s = time.perf_counter() - t0
                 if not finish(conn, out):
-                    raise JobError(names.PHASE_DB, "lease lost: another worker took this job")
+                    raise LeaseLost()
 
             with phases.store_span(**attrs) as s:
                 t_db = time.perf_counter()
@@ -129,6 +142,7 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
                 phases.set_attrs(s, **{names.ATTR_RECORDS_INSERTED: out.records_inserted,
                                        "quantscope.features_inserted": out.features_inserted})
         except Exception as e:
+            lease_lost = isinstance(e, LeaseLost)
             out.status = "failed"
             out.error_phase = e.phase if isinstance(e, JobError) else _phase_of(e)
             out.error = _safe_message(e)
@@ -140,8 +154,23 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
                                       names.ATTR_RECORDS_FETCHED: out.records_fetched,
                                       names.ATTR_RECORDS_INSERTED: out.records_inserted})
         if out.status == "failed":
-            await asyncio.to_thread(ctx.db.run, lambda conn: finish(conn, out))
+            def checkpoint(conn) -> None:
+                if finish(conn, out) and not lease_lost:
+                    series_refresh.record(conn, info.symbol, tf.name, "failed", phase=out.error_phase,
+                                          message=out.error)
+
+            await asyncio.to_thread(ctx.db.run, checkpoint)
     return out
+
+
+def _note_rate_limited(db, symbol: str, timeframe: str) -> None:
+    """The refresh is waiting on a 429: worth telling the API, never worth failing the job for."""
+    try:
+        db.run(lambda conn: series_refresh.record(conn, symbol, timeframe, "rate_limited",
+                                                  phase=names.PHASE_API, message="HTTP 429 from Polygon"),
+               retries=False)
+    except Exception as exc:
+        log.warning("could not record the rate limit of %s/%s: %s", symbol, timeframe, type(exc).__name__)
 
 
 def _phase_of(e: Exception) -> str:

@@ -124,6 +124,12 @@ class _Ctx:
     backoff_seconds: float = 0.0
     pages: int = 0
     arrays: list[_Page] = field(default_factory=list)
+    on_rate_limited: Callable[[], Awaitable[Any]] | None = None
+
+    async def rate_limited_once(self) -> None:
+        hook, self.on_rate_limited = self.on_rate_limited, None
+        if hook is not None:
+            await hook()
 
     def where(self) -> str:
         return f"{self.ticker} {self.timeframe}"
@@ -176,13 +182,16 @@ class PolygonClient:
 
     # -- public --------------------------------------------------------------------------
 
-    async def fetch_bars(self, symbol: str, timeframe: Timeframe | str, start: datetime, end: datetime) -> FetchResult:
-        """All bars of `symbol` with start time in [start, end], following pagination."""
+    async def fetch_bars(self, symbol: str, timeframe: Timeframe | str, start: datetime, end: datetime, *,
+                         on_rate_limited: Callable[[], Awaitable[Any]] | None = None) -> FetchResult:
+        """All bars of `symbol` with start time in [start, end], following pagination.
+        `on_rate_limited()` is awaited once, at the first 429 or circuit-breaker pause of this
+        fetch, before it waits (the backfill records it, so the API can say why data is old)."""
         tf = parse_timeframe(timeframe) if isinstance(timeframe, str) else timeframe
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware datetimes")
         ticker = to_ticker(symbol)
-        ctx = _Ctx(symbol=symbol, ticker=ticker, timeframe=tf.name)
+        ctx = _Ctx(symbol=symbol, ticker=ticker, timeframe=tf.name, on_rate_limited=on_rate_limited)
         from_ms, to_ms = _ms(start), _ms(end)
         path = (f"/v2/aggs/ticker/{quote(ticker, safe=':.-')}/range/{tf.multiplier}/{tf.timespan}"
                 f"/{from_ms}/{to_ms}")
@@ -223,6 +232,7 @@ class PolygonClient:
         for attempt in range(1, attempts + 1):
             pause = self.breaker.remaining_pause()
             if pause > 0:
+                await ctx.rate_limited_once()
                 await self._wait(pause, "circuit_open", attempt)
                 ctx.backoff_seconds += pause
             try:
@@ -235,6 +245,8 @@ class PolygonClient:
                 log.warning("%s: %s (attempt %d/%d), retrying in %.1fs", ctx.where(), r.reason, attempt,
                             attempts, delay)
                 ctx.retries += 1
+                if r.reason == "rate_limit":
+                    await ctx.rate_limited_once()
                 await self._wait(delay, r.reason, attempt)
                 ctx.backoff_seconds += delay
         raise AssertionError("unreachable")
