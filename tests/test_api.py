@@ -107,3 +107,51 @@ def test_admin_disabled_without_token(loaded, settings):
     with BackgroundServer(app) as srv:
         r = httpx.post(f"{srv.url}/api/v1/admin/cache/clear", headers={"Authorization": "Bearer x"})
     assert r.status_code == 403 and "disabled" in r.json()["message"]
+
+
+def _answer_when(api, symbol, timeframe, pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while True:
+        body = get(api, symbol, timeframe=timeframe).json()
+        if pred(body) or time.monotonic() > end:
+            return body
+        time.sleep(0.05)
+
+
+def test_cached_answers_say_why_a_refresh_is_late(api, loaded):
+    """The backfill records each series' latest refresh (series_refresh, announced by NOTIFY); a
+    cached answer carries it: a rate-limited refresh is a warning, a failed computation an error
+    flag, a later success clears both. Every answer fits its schema."""
+    import json
+
+    import jsonschema
+
+    from quantscope.settings import PROJECT_ROOT
+    from quantscope.store import series_refresh
+
+    schema = json.loads((PROJECT_ROOT / "schemas" / "features_response.schema.json").read_text())
+    first = get(api, "AAPL", timeframe="1d").json()
+    jsonschema.validate(first, schema)
+
+    def record(status, **kw):
+        with loaded.transaction() as conn:
+            series_refresh.record(conn, "AAPL", "1d", status, **kw)
+
+    record("rate_limited", phase="api", message="HTTP 429 from Polygon")
+    body = _answer_when(api, "AAPL", "1d", lambda b: (b["refresh"] or {}).get("status") == "rate_limited")
+    jsonschema.validate(body, schema)
+    assert body["cached"] and body["count"] == first["count"] and not body["error_flag"]
+    assert any(w.startswith("refresh rate-limited (429) at ") and "data as of" in w for w in body["warnings"])
+
+    record("failed", phase="compute", message="RuntimeError: boom")
+    body = _answer_when(api, "AAPL", "1d", lambda b: b["error_flag"])
+    jsonschema.validate(body, schema)
+    assert body["error_flag"] and body["refresh"]["phase"] == "compute"
+    assert any(w.startswith("feature computation failed at ") for w in body["warnings"])
+    assert "boom" not in json.dumps(body)  # the raw error stays inside
+
+    record("success")
+    body = _answer_when(api, "AAPL", "1d", lambda b: not b["error_flag"])
+    assert body["refresh"]["status"] == "success" and not body["error_flag"]
+    assert not [w for w in body["warnings"] if "refresh" in w or "failed" in w]
+    assert not body["degraded"]

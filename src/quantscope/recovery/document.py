@@ -44,9 +44,10 @@ def build_definition(obj: Objectives, symbol_tiers: dict[str, str],
         d = (drills or {}).get(key)
         if d is not None:
             rec = d.get("recovery_seconds")
+            fallback_met = (d.get("fallback") or {}).get("met")
             met = rec is not None and rec <= o.objective and not d.get("error") \
                 and d.get("records_lost", 0) == 0 and d.get("records_duplicated", 0) == 0 \
-                and d.get("jobs_redone", 0) == 0
+                and d.get("jobs_redone", 0) == 0 and fallback_met is not False
             entry["drill"] = {**d, "met": met}
         rto.append(entry)
     a = obj.alerts
@@ -86,6 +87,15 @@ def _d(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
+def _fallback_cell(row: dict[str, Any]) -> str:
+    """The seed's fallback, and what the drill's probes of the API saw while the fault lasted."""
+    seen = (row["drill"] or {}).get("fallback")
+    if not seen:
+        return row["fallback"]
+    verdict = {True: "as the seed says", False: "**not as the seed says**", None: "not observable here"}[seen["met"]]
+    return f"{row['fallback']}; observed ({verdict}): {seen['observed']}"
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     """Pure: the JSON document -> RTO_RPO_DEFINITION.md, in the seed's table layout."""
     out = ["# RTO/RPO Definition", "",
@@ -112,7 +122,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             measured = f"{d['recovery_seconds']:.2f}s" + (" (scaled)" if d.get("scaled") else "") + \
                 f", lost {d.get('records_lost', 0)}, duplicated {d.get('records_duplicated', 0)}"
         met = "-" if d is None else ("yes" if d["met"] else "**no**")
-        out.append(f"| **{r['title']}** | {_d(r['objective_seconds'])} | {r['procedure']} | {r['fallback']} "
+        out.append(f"| **{r['title']}** | {_d(r['objective_seconds'])} | {r['procedure']} | {_fallback_cell(r)} "
                    f"| {measured} | {met} |")
     out += ["", "## RPO (Recovery Point Objective) by Symbol Criticality", "",
             "| Criticality | Symbols | Staleness | Frequency | Max Data Loss |", "|---|---|---|---|---|"]

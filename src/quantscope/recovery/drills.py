@@ -37,8 +37,10 @@ from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
 from quantscope.marketdata.polygon import PolygonClient
 from quantscope.marketdata.simulator import SimulatorConfig, create_app
 from quantscope.objectives import Objectives
+from quantscope.recovery.probe import ApiProbe, Window, summarize
 from quantscope.settings import PROJECT_ROOT
 from quantscope.store import execution_log as xlog
+from quantscope.store import series_refresh
 from quantscope.util.asgi_server import BackgroundServer
 
 log = logging.getLogger("quantscope.drills")
@@ -47,6 +49,10 @@ DRILL_SYMBOLS = ("DRLA", "DRLB", "DRLC", "DRLD", "DRLE", "DRLF")
 DRILL_TIMEFRAMES = ("1h", "4h")
 DRILL_KEY = "drill-simulator-key"
 DRILLS = ("scheduler_crash", "polygon_rate_limit", "db_connection_loss", "feature_computation_failure")
+# What a user reads during each fault: a series cached before it, and one never stored.
+PROBE_SERIES = ("DRLP", "1h")
+UNCACHED_SERIES = ("DRLQ", "1h")
+PROBE_SYMBOLS = (PROBE_SERIES[0], UNCACHED_SERIES[0])
 
 
 class DrillError(RuntimeError):
@@ -81,10 +87,24 @@ class Integrity:
 
 
 def clean_drill_data(db: Any, symbols: tuple[str, ...]) -> None:
+    """Drill-only data out: bars, features and refresh outcomes of the drill and probe symbols,
+    and any of their jobs still queued (a run triggered through the API while a drill's
+    scheduler was down), so no real scheduler ever works on them."""
+    every = sorted({*symbols, *PROBE_SYMBOLS})
+
     def go(conn):
         with conn.cursor() as cur:
-            cur.execute("DELETE FROM quant_features WHERE symbol = ANY(%s)", (list(symbols),))
-            cur.execute("DELETE FROM bars WHERE symbol = ANY(%s)", (list(symbols),))
+            cur.execute("DELETE FROM quant_features WHERE symbol = ANY(%s)", (every,))
+            cur.execute("DELETE FROM bars WHERE symbol = ANY(%s)", (every,))
+            series_refresh.forget(conn, every)
+            cur.execute("""UPDATE backfill_runs r SET status='cancelled', finished_at=now(),
+                               note='drill data removed before it ran'
+                           WHERE r.status='running' AND EXISTS (
+                               SELECT 1 FROM scheduler_execution_log l WHERE l.run_id=r.run_id
+                               AND l.status IN ('pending','running') AND l.symbol = ANY(%s))""", (every,))
+            cur.execute("""UPDATE scheduler_execution_log SET status='skipped', lease_owner=NULL,
+                               lease_expires_at=NULL, error='drill data removed before it ran'
+                           WHERE status IN ('pending','running') AND symbol = ANY(%s)""", (every,))
     db.run(go)
 
 
@@ -192,10 +212,11 @@ def _finished(db: Any, run_id: str) -> int:
     return db.run(lambda c: xlog.finished_count(c, run_id))
 
 
-def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int,
-                     restart_delay_s: float = 0.0) -> dict[str, Any]:
+def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int, restart_delay_s: float = 0.0,
+                     during_downtime: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Start `quantscope backfill`, SIGKILL it once `kill_at` jobs finished, restart it on the
-    run after `restart_delay_s`; returns timings, the restarted process's log and the integrity."""
+    run after `restart_delay_s` (`during_downtime()` runs first, while nothing works on the run);
+    returns timings, the restarted process's log and the integrity."""
     logd = opts.log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     logd.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -225,7 +246,8 @@ def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     finished_at_kill = len(before)
-    time.sleep(restart_delay_s)
+    downtime = during_downtime() if during_downtime is not None else None
+    time.sleep(max(0.0, restart_delay_s - (time.monotonic() - t_kill)))
     second_log = logd / "drill-crash-resume.log"
     t_restart = time.monotonic()
     with open(second_log, "wb") as lf:
@@ -248,15 +270,16 @@ def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int,
     return {"run_id": run_id, "killed_after_jobs": finished_at_kill, "exit_code": proc2.returncode,
             "kill_to_restart_s": t_restart - t_kill, "restart_to_progress_s": (first_progress or t_done) - t_restart,
             "kill_to_done_s": t_done - t_kill, "resumed_logged": "Resumed from checkpoint after crash" in text,
-            "log": str(second_log), "integrity": check_integrity(db, run_id, before)}
+            "log": str(second_log), "integrity": check_integrity(db, run_id, before), "downtime": downtime}
 
 
 def drill_scheduler_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
     plan_jobs = len(opts.symbols) * len(opts.timeframes)
     delay = obj.schedule.systemd_restart_delay
-    with _simulator("polygon-like") as sim:
+    with _simulator("polygon-like") as sim, ApiProbe(db) as api:
         r = crash_and_resume(db, sim.url, opts, kill_at=max(1, int(plan_jobs * opts.kill_after_fraction)),
-                             restart_delay_s=delay * opts.time_scale)
+                             restart_delay_s=delay * opts.time_scale,
+                             during_downtime=lambda: api.trigger([PROBE_SERIES[0]], [PROBE_SERIES[1]]))
     # Recovery: from the kill until the restarted service completes a job again. The restart delay
     # is systemd's (objectives: schedule.systemd_restart_delay), waited scaled, counted in full.
     recovery = delay + r["restart_to_progress_s"]
@@ -265,8 +288,18 @@ def drill_scheduler_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[
                              "kill_to_run_complete_s": round(r["kill_to_done_s"], 3),
                              "killed_after_jobs": r["killed_after_jobs"]},
                    resumed_logged=r["resumed_logged"], run_id=r["run_id"],
+                   fallback=_trigger_fallback(r["downtime"], obj.rto["scheduler_crash"].fallback),
                    method="SIGKILL of a `quantscope backfill` process mid-run; restart with --resume after the "
                           "systemd restart delay (waited x time_scale, counted in full)")
+
+
+def _trigger_fallback(answer: tuple[int, dict[str, Any]] | None, expected: str) -> dict[str, Any]:
+    status, body = answer or (0, {})
+    queued = status == 200 and body.get("status") == "queued"
+    observed = (f"POST /api/v1/admin/backfill/trigger while the scheduler was down: {status or 'no answer'}"
+                + (f", run {body.get('run_id')} queued ({body.get('jobs')} job)" if queued else
+                   f", {body.get('error') or body.get('message') or 'not queued'}"))
+    return _fallback(expected, queued, observed, trigger_status=status, trigger_run=body.get("run_id"))
 
 
 # --- in-process drills --------------------------------------------------------------------------
@@ -291,8 +324,9 @@ class _Progress:
             return len(self.done)
 
 
-def _run_in_thread(db: Any, url: str, obj: Objectives, opts: DrillOptions, progress: _Progress,
-                   fail_compute: frozenset = frozenset()) -> tuple[threading.Thread, dict[str, Any]]:
+def _run_in_thread(db: Any, url: str, obj: Objectives, opts: DrillOptions, progress: _Progress | None,
+                   fail_compute: frozenset = frozenset(), plan: RunPlan | None = None
+                   ) -> tuple[threading.Thread, dict[str, Any]]:
 
     box: dict[str, Any] = {}
 
@@ -300,7 +334,7 @@ def _run_in_thread(db: Any, url: str, obj: Objectives, opts: DrillOptions, progr
         async def go():
             async with _client(url, obj, opts.time_scale) as client:
                 return await BackfillRunner(db, client, concurrency=opts.concurrency, on_job_done=progress,
-                                            fail_compute=fail_compute).run(_plan(opts), trigger="drill")
+                                            fail_compute=fail_compute).run(plan or _plan(opts), trigger="drill")
         try:
             box["result"] = asyncio.run(go())
         except BaseException as e:  # reported by the caller
@@ -328,21 +362,63 @@ def _join(th: threading.Thread, box: dict[str, Any], timeout: float) -> Any:
     return box["result"]
 
 
+# --- what users saw: the API during the fault ----------------------------------------------------
+
+
+def _refresh_probe(db: Any, url: str, obj: Objectives, opts: DrillOptions,
+                   fail_compute: frozenset = frozenset()) -> tuple[threading.Thread, dict[str, Any]]:
+    plan = RunPlan.build([PROBE_SERIES[0]], [PROBE_SERIES[1]], target_bars=100)
+    return _run_in_thread(db, url, obj, opts, None, fail_compute, plan=plan)
+
+
+def _seed_probe(db: Any, url: str, obj: Objectives, opts: DrillOptions, api: ApiProbe) -> None:
+    """The probe series stored and cached before the fault: what a user already had."""
+    result = _join(*_refresh_probe(db, url, obj, opts), 120)
+    if result.failed:
+        raise DrillError("the probe series could not be loaded before the fault")
+    seen = api.read(PROBE_SERIES)
+    if seen.status != 200:
+        raise DrillError(f"the probe series answered {seen.status} before the fault")
+
+
+def _fallback(expected: str, met: bool | None, observed: str, **probes: Any) -> dict[str, Any]:
+    return {"expected": expected, "observed": observed, "met": met, **probes}
+
+
+def _rate_limit_fallback(win: Window, expected: str) -> dict[str, Any]:
+    seen = win.of(PROBE_SERIES)
+    warned = [i for i, x in enumerate(seen) if any("rate-limited" in w for w in x.warnings)]
+    ok = sum(x.status == 200 for x in seen)
+    after = seen[warned[0]:] if warned else []
+    steady = bool(after) and all(any("rate-limited" in w for w in x.warnings) for x in after)
+    first_s = round(seen[warned[0]].t - seen[0].t, 3) if warned else None
+    observed = (f"{ok}/{len(seen)} answers 200 with cached data; the rate-limit warning in {len(warned)} of them"
+                + (f", from {first_s:.2f}s into the limit on" if warned else ", never")
+                + f"; {len(seen) - ok} other answers")
+    return _fallback(expected, bool(seen) and ok == len(seen) and steady, observed,
+                     probes=summarize(seen, "rate-limited"), warning_after_s=first_s)
+
+
 def drill_rate_limit(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
     progress = _Progress()
     hold = opts.rate_limit_hold_s * opts.time_scale
-    with _simulator("polygon-like") as sim:
+    with _simulator("polygon-like") as sim, ApiProbe(db) as api:
+        _seed_probe(db, sim.url, obj, opts, api)
         ctl = httpx.Client(base_url=sim.url, timeout=10)
         th, box = _run_in_thread(db, sim.url, obj, opts, progress)
         _wait(lambda: progress.count() >= 1, 60, "the first job")
         ctl.post("/_sim/config", json={"faults": {"force_status": 429, "force_retry_after_s": 1}}).raise_for_status()
         t_on = time.monotonic()
         stats_on = ctl.get("/_sim/stats").json()
-        time.sleep(hold)
+        # The probe series is due again while the limit holds: its refresh meets the 429s too.
+        probe_th, probe_box = _refresh_probe(db, sim.url, obj, opts)
+        with api.window("rate_limit", [PROBE_SERIES]) as win:
+            time.sleep(hold)
         ctl.post("/_sim/config", json={"faults": {"force_status": None}}).raise_for_status()
         t_off = time.monotonic()
         stats_off = ctl.get("/_sim/stats").json()
         result = _join(th, box, 300)
+        _join(probe_th, probe_box, 300)
         ctl.close()
     first = progress.first_success_after(t_off)
     recovery = ((first or time.monotonic()) - t_off) / opts.time_scale
@@ -351,6 +427,7 @@ def drill_rate_limit(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, 
     return _result("polygon_rate_limit", obj.rto["polygon_rate_limit"].objective, recovery, integ, opts,
                    measured={"hold_s": opts.rate_limit_hold_s, "responses_429": limited,
                              "held_for_real_s": round(t_off - t_on, 3)}, run_id=result.run_id,
+                   fallback=_rate_limit_fallback(win, obj.rto["polygon_rate_limit"].fallback),
                    method="simulator answers every aggregates request with 429 (Retry-After: 1) for hold_s, then "
                           "normally; recovery = limit lifted -> next job completed (backoff and breaker waits "
                           "x time_scale)")
@@ -365,7 +442,8 @@ def drill_db_loss(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any
     progress = _Progress()
     embedded = db.embedded
     n_jobs = len(opts.symbols) * len(opts.timeframes)
-    with _simulator("polygon-like") as sim:
+    with _simulator("polygon-like") as sim, ApiProbe(db) as api:
+        _seed_probe(db, sim.url, obj, opts, api)
         th, box = _run_in_thread(db, sim.url, obj, opts, progress)
         _wait(lambda: progress.count() >= max(1, n_jobs // 3), 120, "a third of the jobs")
         terminated = _terminate_backends(db)
@@ -373,7 +451,9 @@ def drill_db_loss(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any
         outage = 0.0
         if embedded is not None:
             embedded.stop()
+        with api.window("db_loss", [PROBE_SERIES, UNCACHED_SERIES]) as win:
             time.sleep(opts.db_outage_s * opts.time_scale)
+        if embedded is not None:
             embedded.start()
             outage = time.monotonic() - t_loss
         t_back = time.monotonic()
@@ -386,9 +466,25 @@ def drill_db_loss(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any
                    measured={"connections_terminated": terminated, "server_stopped": embedded is not None,
                              "outage_s": round(outage, 3), "reconnects": db.stats.reconnects},
                    run_id=result.run_id,
+                   fallback=_db_loss_fallback(win, obj.rto["db_connection_loss"].fallback, embedded is not None),
                    method="pg_terminate_backend on every other connection"
                           + (", then the embedded server stopped and restarted" if embedded is not None else "")
                           + " mid-run; recovery = database available again -> next job committed (real time)")
+
+
+def _db_loss_fallback(win: Window, expected: str, server_stopped: bool) -> dict[str, Any]:
+    cached, never = win.of(PROBE_SERIES), win.of(UNCACHED_SERIES)
+    stale_ok = sum(x.status == 200 and x.degraded and any("unreachable" in w for w in x.warnings) for x in cached)
+    refused = sum(x.status == 503 for x in never)
+    bad = sum(1 for x in win.seen if x.status >= 500 and x.status != 503 or x.status == 0)
+    observed = (f"cached series: {stale_ok}/{len(cached)} answers 200 with the staleness warning; never-cached "
+                f"series: {refused}/{len(never)} answers 503; {bad} server errors or no answer")
+    met = (stale_ok == len(cached) and refused == len(never) and bad == 0 and bool(cached) and bool(never)) \
+        if server_stopped else None
+    if not server_stopped:
+        observed += " (the server was not stopped: a separate server's outage lasts only while backends reconnect)"
+    return _fallback(expected, met, observed, probes=summarize(win.seen, "unreachable"),
+                     cached_probes=summarize(cached, "unreachable"), uncached_probes=summarize(never))
 
 
 def _terminate_backends(db: Any) -> int:
@@ -407,9 +503,16 @@ def _terminate_backends(db: Any) -> int:
 def drill_compute_failure(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
     progress = _Progress()
     victim = (opts.symbols[0], opts.timeframes[0])
-    with _simulator("polygon-like") as sim:
+    with _simulator("polygon-like") as sim, ApiProbe(db) as api:
+        _seed_probe(db, sim.url, obj, opts, api)
         th, box = _run_in_thread(db, sim.url, obj, opts, progress, fail_compute=frozenset({victim}))
         result = _join(th, box, 300)
+        # The probe series' next refresh fails in its computation too: what do its readers get?
+        _join(*_refresh_probe(db, sim.url, obj, opts, fail_compute=frozenset({PROBE_SERIES})), 120)
+        t_failed = time.monotonic()
+        flagged = api.until(PROBE_SERIES, lambda x: x.error_flag, 5.0)
+        with api.window("compute_failure", [PROBE_SERIES]) as win:
+            time.sleep(0.5)
     with progress.lock:
         done = list(progress.done)
     failed = [d for d in done if (d[1], d[2]) == victim]
@@ -426,8 +529,22 @@ def drill_compute_failure(db: Any, obj: Objectives, opts: DrillOptions) -> dict[
                    measured={"failed_job": f"{victim[0]}/{victim[1]}", "recorded_error": recorded,
                              "jobs_after_failure": len(after)},
                    run_id=result.run_id,
+                   fallback=_compute_fallback(win, obj.rto["feature_computation_failure"].fallback,
+                                              None if flagged is None else flagged.t - t_failed),
                    method="features.compute raises for one job; recovery = failure -> next job completed "
                           "(real time); the failed job must be recorded, every other job must succeed")
+
+
+def _compute_fallback(win: Window, expected: str, flag_after_s: float | None) -> dict[str, Any]:
+    seen = win.of(PROBE_SERIES)
+    good = sum(x.status == 200 and x.cached and x.error_flag and
+               any("feature computation failed" in w for w in x.warnings) for x in seen)
+    observed = (f"{good}/{len(seen)} answers 200 with cached data, error_flag and the failure named"
+                + (f" (flag visible {flag_after_s:.2f}s after the failed refresh)" if flag_after_s is not None
+                   else " (the flag never appeared)"))
+    return _fallback(expected, bool(seen) and good == len(seen), observed,
+                     probes=summarize(seen, "feature computation failed"),
+                     flag_after_s=None if flag_after_s is None else round(flag_after_s, 3))
 
 
 def _job_error(conn, run_id: str, victim: tuple[str, str]) -> str | None:
