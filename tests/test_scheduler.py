@@ -85,6 +85,26 @@ def test_scheduler_tick_creates_and_finishes_due_runs(clean_db, simulator):
     assert runs == [(f"catchup-{NOW:%Y%m%dT%H}", "succeeded")]
 
 
+def test_a_prefixed_scheduler_keeps_to_its_own_runs(clean_db, simulator):
+    """With a run prefix (a drill's scheduler), the runs it creates carry it, and it resumes none
+    of the service's: a queued run without the prefix is left for the real schedulers."""
+    with clean_db.transaction() as conn:
+        xlog.create_run(conn, "api-someone-elses", trigger="api", strategy="copy", concurrency=1,
+                        params={}, jobs=[("AAPL", "1d", "standard", 0)])
+
+    async def go():
+        async with PolygonClient(simulator, TEST_API_KEY) as client:
+            sch = Scheduler(clean_db, client, get_objectives(), {"SPY": "critical"}, target_bars=100,
+                            clock=lambda: NOW, run_prefix="drill-")
+            return await sch.tick()
+
+    assert asyncio.run(go()) == 1
+    with clean_db.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_id, status FROM backfill_runs ORDER BY run_id")
+        runs = cur.fetchall()
+    assert runs == [("api-someone-elses", "running"), (f"drill-catchup-{NOW:%Y%m%dT%H}", "succeeded")]
+
+
 @pytest.fixture
 def api(clean_db, settings):
     with BackgroundServer(create_app(settings, db=clean_db)) as srv:

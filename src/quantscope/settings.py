@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Backfill
     concurrency: int = Field(default=5, ge=1, le=64)
     write_strategy: str = "copy"
+    # Scheduler: a prefix for the runs it creates, and the only runs it resumes. Empty for the
+    # service; a drill sets one so its scheduler never takes a real slot or a real run.
+    scheduler_run_prefix: str = Field(default="", pattern=r"^[a-z0-9-]{0,32}$")
     db_pool_max: int = Field(default=10, ge=1, le=200)
 
     # API

@@ -66,6 +66,7 @@ class Scheduler:
     concurrency: int = 5
     target_bars: int = 1000
     poll_s: float = 5.0
+    run_prefix: str = ""  # runs it creates are named so; with one, it resumes only those
     clock: object = field(default=lambda: datetime.now(timezone.utc))
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     runs_done: int = 0
@@ -74,15 +75,15 @@ class Scheduler:
         now = self.clock()
 
         def create(conn) -> list[str]:
-            last = xlog.last_success_at(conn)
+            last = xlog.last_success_at(conn, list(self.symbol_tiers) if self.run_prefix else None)
             refreshed = xlog.tier_refreshed_at(conn, self.symbol_tiers, TIMEFRAME_NAMES)
             created = []
             for due in due_runs(self.objectives, self.symbol_tiers, now, last, refreshed):
                 plan = RunPlan.build(due.symbols, TIMEFRAME_NAMES, as_of=now, target_bars=self.target_bars)
-                if xlog.create_run(conn, due.run_id, trigger=due.trigger, strategy=self.strategy,
+                if xlog.create_run(conn, self.run_prefix + due.run_id, trigger=due.trigger, strategy=self.strategy,
                                    concurrency=self.concurrency, params=plan.to_params(),
                                    jobs=[(i.symbol, tf, i.tier, p) for i, tf, p in plan.jobs()]):
-                    created.append(due.run_id)
+                    created.append(self.run_prefix + due.run_id)
             return created
 
         return self.db.run(create)
@@ -92,7 +93,7 @@ class Scheduler:
         created = await asyncio.to_thread(self._ensure_due)
         for run_id in created:
             log.info("scheduled run %s", run_id)
-        open_runs = await asyncio.to_thread(self.db.run, xlog.unfinished_runs)
+        open_runs = await asyncio.to_thread(self.db.run, lambda c: xlog.unfinished_runs(c, self.run_prefix))
         for run_id in open_runs:
             runner = BackfillRunner(self.db, self.client, strategy=self.strategy, concurrency=self.concurrency)
             result = await runner.run(run_id=run_id, trigger="scheduler")

@@ -19,6 +19,10 @@ FAILURE_TITLES = {
     "db_connection_loss": "DB Connection Loss",
     "feature_computation_failure": "Feature Computation Failure",
 }
+# Drills that measure a row beside its own (the seed's table has four rows).
+EXTRA_DRILLS = {"worker_crash": ("scheduler_crash", "Backfill worker kill -9"),
+                "postmaster_crash": ("db_connection_loss", "PostgreSQL postmaster kill -9")}
+DRILL_NAMES = (*FAILURE_TITLES, *EXTRA_DRILLS)
 TIER_TITLES = {"critical": "Critical", "standard": "Standard", "low": "Low Priority"}
 
 
@@ -43,12 +47,13 @@ def build_definition(obj: Objectives, symbol_tiers: dict[str, str],
                                  "procedure": o.procedure, "fallback": o.fallback, "drill": None}
         d = (drills or {}).get(key)
         if d is not None:
-            rec = d.get("recovery_seconds")
-            fallback_met = (d.get("fallback") or {}).get("met")
-            met = rec is not None and rec <= o.objective and not d.get("error") \
-                and d.get("records_lost", 0) == 0 and d.get("records_duplicated", 0) == 0 \
-                and d.get("jobs_redone", 0) == 0 and fallback_met is not False
-            entry["drill"] = {**d, "met": met}
+            entry["drill"] = {**d, "met": drill_met(d, o.objective)}
+        others = [{"name": name, "title": title, **drills[name], "met": drill_met(drills[name], o.objective)}
+                  for name, (row, title) in EXTRA_DRILLS.items() if row == key and name in (drills or {})]
+        if others:
+            entry["other_drills"] = others
+        measured = [x["met"] for x in [entry["drill"], *others] if x is not None and x["met"] is not None]
+        entry["met"] = all(measured) if measured else None
         rto.append(entry)
     a = obj.alerts
     return {
@@ -83,6 +88,28 @@ def build_definition(obj: Objectives, symbol_tiers: dict[str, str],
     }
 
 
+def drill_met(d: dict[str, Any], objective_s: float) -> bool | None:
+    """Recovery within the objective, nothing lost, duplicated or redone, and the fallback as
+    the seed says; None for a drill that was skipped (e.g. a server it did not start)."""
+    if d.get("skipped"):
+        return None
+    rec = d.get("recovery_seconds")
+    return rec is not None and rec <= objective_s and not d.get("error") \
+        and d.get("records_lost", 0) == 0 and d.get("records_duplicated", 0) == 0 \
+        and d.get("jobs_redone", 0) == 0 and (d.get("fallback") or {}).get("met") is not False
+
+
+def _measured(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "not run"
+    if d.get("skipped"):
+        return f"skipped: {d['skipped']}"
+    if d.get("recovery_seconds") is None:
+        return f"drill failed: {d.get('error', 'no result')}"
+    return (f"{d['recovery_seconds']:.2f}s" + (" (scaled)" if d.get("scaled") else "")
+            + f", lost {d.get('records_lost', 0)}, duplicated {d.get('records_duplicated', 0)}")
+
+
 def _d(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
@@ -113,15 +140,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
     out += ["", "## RTO (Recovery Time Objective) by Failure Type", "",
             "| Failure Type | RTO | Procedure | Fallback | Measured recovery | Met |", "|---|---|---|---|---|---|"]
     for r in doc["rto"]:
-        d = r["drill"]
-        if d is None:
-            measured = "not run"
-        elif d.get("recovery_seconds") is None:
-            measured = f"drill failed: {d.get('error', 'no result')}"
-        else:
-            measured = f"{d['recovery_seconds']:.2f}s" + (" (scaled)" if d.get("scaled") else "") + \
-                f", lost {d.get('records_lost', 0)}, duplicated {d.get('records_duplicated', 0)}"
-        met = "-" if d is None else ("yes" if d["met"] else "**no**")
+        measured = "; ".join([_measured(r["drill"])] + [f"{o['title']}: {_measured(o)}"
+                                                          for o in r.get("other_drills", [])])
+        met = {None: "-", True: "yes", False: "**no**"}[r.get("met")]
         out.append(f"| **{r['title']}** | {_d(r['objective_seconds'])} | {r['procedure']} | {_fallback_cell(r)} "
                    f"| {measured} | {met} |")
     out += ["", "## RPO (Recovery Point Objective) by Symbol Criticality", "",
@@ -153,19 +174,24 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 "Where a drill's waits were scaled (time_scale), the recovery shown is measured time divided by "
                 "that scale, so it compares with the objective.", ""]
         for r in doc["rto"]:
-            d = r["drill"]
-            if d is None:
-                continue
-            out.append(f"- **{r['title']}**: {d.get('method', '')}" + (f" (time_scale {d['time_scale']})"
-                                                                      if d.get("scaled") else ""))
-            if d.get("error"):
-                out.append(f"  - error: {d['error']}")
-            if d.get("measured"):
-                out.append("  - measured: " + ", ".join(f"{k}={v}" for k, v in d["measured"].items()))
-            if d.get("problems"):
-                out.append("  - problems: " + "; ".join(d["problems"]))
+            for d, title in [(r["drill"], r["title"]), *[(o, o["title"]) for o in r.get("other_drills", [])]]:
+                if d is None:
+                    continue
+                out += _drill_lines(title, d)
         out.append("")
     return "\n".join(out)
+
+
+def _drill_lines(title: str, d: dict[str, Any]) -> list[str]:
+    out = [f"- **{title}**: {d.get('method') or d.get('skipped') or ''}"
+           + (f" (time_scale {d['time_scale']})" if d.get("scaled") else "")]
+    if d.get("error"):
+        out.append(f"  - error: {d['error']}")
+    if d.get("measured"):
+        out.append("  - measured: " + ", ".join(f"{k}={v}" for k, v in d["measured"].items()))
+    if d.get("problems"):
+        out.append("  - problems: " + "; ".join(d["problems"]))
+    return out
 
 
 def write_documents(obj: Objectives, symbol_tiers: dict[str, str], out_dir, drills=None):

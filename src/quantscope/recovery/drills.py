@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,12 +33,15 @@ from typing import Any
 
 import httpx
 import psycopg2
+import yaml
 
 from quantscope.backfill.runner import BackfillRunner, RunPlan
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
 from quantscope.marketdata.polygon import PolygonClient
 from quantscope.marketdata.simulator import SimulatorConfig, create_app
-from quantscope.objectives import Objectives
+from quantscope.marketdata.timeframes import TIMEFRAME_NAMES
+from quantscope.objectives import Objectives, parse_duration
+from quantscope.recovery.document import DRILL_NAMES
 from quantscope.recovery.probe import ApiProbe, Window, summarize
 from quantscope.settings import PROJECT_ROOT
 from quantscope.store import execution_log as xlog
@@ -48,7 +53,7 @@ log = logging.getLogger("quantscope.drills")
 DRILL_SYMBOLS = ("DRLA", "DRLB", "DRLC", "DRLD", "DRLE", "DRLF")
 DRILL_TIMEFRAMES = ("1h", "4h")
 DRILL_KEY = "drill-simulator-key"
-DRILLS = ("scheduler_crash", "polygon_rate_limit", "db_connection_loss", "feature_computation_failure")
+DRILLS = DRILL_NAMES  # each RTO row's own drill, then the extra ones (recovery.document.EXTRA_DRILLS)
 # What a user reads during each fault: a series cached before it, and one never stored.
 PROBE_SERIES = ("DRLP", "1h")
 UNCACHED_SERIES = ("DRLQ", "1h")
@@ -273,7 +278,9 @@ def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int,
             "log": str(second_log), "integrity": check_integrity(db, run_id, before), "downtime": downtime}
 
 
-def drill_scheduler_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
+def drill_worker_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
+    """SIGKILL of a `quantscope backfill` worker mid-run, resumed with --resume: the checkpoint
+    under the scheduler, without the scheduler."""
     plan_jobs = len(opts.symbols) * len(opts.timeframes)
     delay = obj.schedule.systemd_restart_delay
     with _simulator("polygon-like") as sim, ApiProbe(db) as api:
@@ -289,7 +296,7 @@ def drill_scheduler_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[
                              "killed_after_jobs": r["killed_after_jobs"]},
                    resumed_logged=r["resumed_logged"], run_id=r["run_id"],
                    fallback=_trigger_fallback(r["downtime"], obj.rto["scheduler_crash"].fallback),
-                   method="SIGKILL of a `quantscope backfill` process mid-run; restart with --resume after the "
+                   method="SIGKILL of a `quantscope backfill` worker mid-run; restart with --resume after the "
                           "systemd restart delay (waited x time_scale, counted in full)")
 
 
@@ -553,3 +560,187 @@ def _job_error(conn, run_id: str, victim: tuple[str, str]) -> str | None:
                     (run_id, *victim))
         r = cur.fetchone()
         return f"{r[0]}: {r[1]}" if r else None
+
+
+# --- the scheduler process itself: kill -9 `quantscope scheduler` mid-run -----------------------
+
+SCHEDULER_UNIT = PROJECT_ROOT / "deploy" / "systemd" / "quantscope-scheduler.service"
+SCHEDULER_PREFIX = "drill-"
+# One symbol per tier, plus the probe series' symbol: every tier has a due run.
+SCHEDULER_TIERS = {"DRLA": "critical", "DRLB": "standard", "DRLC": "low", PROBE_SERIES[0]: "low"}
+
+
+def unit_restart_delay(unit: Path = SCHEDULER_UNIT) -> float:
+    """RestartSec of the systemd unit (what systemd really waits), in seconds."""
+    for line in unit.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "RestartSec":
+            return float(parse_duration(value.strip()))
+    raise DrillError(f"{unit} has no RestartSec")
+
+
+def _scheduler_config(opts: DrillOptions) -> Path:
+    """A config dir naming only drill symbols, with the service's objectives."""
+    d = (opts.log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / "drill-scheduler-config"
+    d.mkdir(parents=True, exist_ok=True)
+    for f in (PROJECT_ROOT / "config").glob("*.yaml"):
+        shutil.copyfile(f, d / f.name)
+    (d / "symbols.yaml").write_text(yaml.safe_dump({"symbols": [
+        {"symbol": s, "tier": t, "asset_class": "equity"} for s, t in SCHEDULER_TIERS.items()]}))
+    return d
+
+
+def _scheduler_runs(db: Any) -> dict[str, dict[str, Any]]:
+    def go(conn):
+        with conn.cursor() as cur:
+            cur.execute("""SELECT r.run_id, r.status,
+                                  count(l.*) FILTER (WHERE l.status IN ('success','failed','skipped')),
+                                  count(l.*), max(l.attempt)
+                           FROM backfill_runs r LEFT JOIN scheduler_execution_log l USING (run_id)
+                           WHERE starts_with(r.run_id, %s) GROUP BY r.run_id, r.status""", (SCHEDULER_PREFIX,))
+            return {r[0]: {"status": r[1], "done": r[2], "jobs": r[3], "max_attempt": r[4] or 0}
+                    for r in cur.fetchall()}
+    return db.run(go)
+
+
+def _start_scheduler(db: Any, sim_url: str, cfg: Path, opts: DrillOptions, log_path: Path) -> subprocess.Popen:
+    env = {**_env(db, sim_url), "QUANTSCOPE_CONFIG_DIR": str(cfg), "QUANTSCOPE_SCHEDULER_RUN_PREFIX": SCHEDULER_PREFIX}
+    cmd = [sys.executable, "-m", "quantscope", "scheduler", "--poll", "0.2", "--metrics-port", "0",
+           "--bars", str(opts.bars), "--concurrency", str(opts.concurrency)]
+    with open(log_path, "wb") as lf:
+        return subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def drill_scheduler_process_crash(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any]:
+    """SIGKILL a running `quantscope scheduler` in the middle of its due runs, restart it after
+    the unit's RestartSec (waited x time_scale, counted in full) and measure the way back."""
+    delay = unit_restart_delay()
+    logd = opts.log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+    logd.mkdir(parents=True, exist_ok=True)
+    cfg = _scheduler_config(opts)
+    tiers = dict(SCHEDULER_TIERS)
+    with _simulator("polygon-like") as sim, ApiProbe(db) as api:
+        _seed_probe(db, sim.url, obj, opts, api)  # a recent success: tier runs are due, not a catch-up
+        first = _start_scheduler(db, sim.url, cfg, opts, logd / "drill-scheduler-first.log")
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                runs = _scheduler_runs(db)
+                total = sum(r["jobs"] for r in runs.values())
+                if runs and sum(r["done"] for r in runs.values()) >= max(1, int(total * opts.kill_after_fraction)):
+                    break
+                if first.poll() is not None:
+                    raise DrillError(f"the scheduler exited ({first.returncode}) before it could be killed")
+                if time.monotonic() > deadline:
+                    raise DrillError("the scheduler did not reach the kill point within 120 s")
+                time.sleep(0.02)
+            before = {rid: _snapshot_finished(db, rid) for rid in runs}
+            os.killpg(first.pid, signal.SIGKILL)
+            t_kill = time.monotonic()
+            first.wait(timeout=30)
+        finally:
+            _stop_process(first, signal.SIGKILL)
+        runs_at_kill = _scheduler_runs(db)
+        trigger = api.trigger([PROBE_SERIES[0]], [PROBE_SERIES[1]])  # the fallback while nothing runs
+        time.sleep(max(0.0, delay * opts.time_scale - (time.monotonic() - t_kill)))
+        second_log = logd / "drill-scheduler-restart.log"
+        t_restart = time.monotonic()
+        second = _start_scheduler(db, sim.url, cfg, opts, second_log)
+        t_resumed = t_fresh = None
+        try:
+            deadline = time.monotonic() + 300
+            while t_fresh is None:
+                if t_resumed is None and "Resumed from checkpoint after crash" in second_log.read_text(errors="replace"):
+                    t_resumed = time.monotonic()
+                refreshed = db.run(lambda c: xlog.tier_refreshed_at(c, tiers, TIMEFRAME_NAMES))
+                if all(refreshed.get(t) is not None for t in set(tiers.values())) and \
+                        all(r["done"] == r["jobs"] for r in _scheduler_runs(db).values()):
+                    t_fresh = time.monotonic()
+                if second.poll() is not None:
+                    raise DrillError(f"the restarted scheduler exited ({second.returncode}); see {second_log}")
+                if time.monotonic() > deadline:
+                    raise DrillError("the restarted scheduler did not bring every tier back within 300 s")
+                time.sleep(0.05)
+            if t_resumed is None and "Resumed from checkpoint after crash" in second_log.read_text(errors="replace"):
+                t_resumed = t_fresh
+        finally:
+            _stop_process(second)
+    runs_after = _scheduler_runs(db)
+    integ = Integrity()
+    for rid in runs_after:
+        one = check_integrity(db, rid, before.get(rid))
+        for k in ("jobs", "succeeded", "failed", "records_lost", "records_duplicated", "jobs_redone"):
+            setattr(integ, k, getattr(integ, k) + getattr(one, k))
+        integ.details += [f"{rid}: {d}" for d in one.details]
+    slots: dict[str, int] = {}
+    for rid in runs_after:  # the id is the slot: tier-<tier>-<epoch>, daily-<date>, catchup-<hour>
+        key = re.sub(r"-\d+$", "", rid[len(SCHEDULER_PREFIX):]) + "@" + rid.rsplit("-", 1)[-1]
+        slots[key] = slots.get(key, 0) + 1
+    recovery = delay + ((t_fresh or time.monotonic()) - t_restart)
+    return _result("scheduler_crash", obj.rto["scheduler_crash"].objective, recovery, integ, opts,
+                   measured={"restart_delay_s": delay,
+                             "restart_to_resume_logged_s": None if t_resumed is None else round(t_resumed - t_restart, 3),
+                             "restart_to_all_tiers_fresh_s": round((t_fresh or t_restart) - t_restart, 3),
+                             "runs": len(runs_after), "runs_unfinished_at_kill":
+                                 sum(r["done"] < r["jobs"] for r in runs_at_kill.values()),
+                             "jobs_retried_after_kill": sum(r["max_attempt"] > 1 for r in runs_after.values()),
+                             "runs_started_twice_for_a_slot": sum(n - 1 for n in slots.values())},
+                   resumed_logged=t_resumed is not None, restart_delay_source=str(SCHEDULER_UNIT.name),
+                   fallback=_trigger_fallback(trigger, obj.rto["scheduler_crash"].fallback),
+                   method="SIGKILL of a running `quantscope scheduler` in the middle of its due tier runs; "
+                          "restarted after the unit's RestartSec (waited x time_scale, counted in full); "
+                          "recovery = kill -> every tier fresh again")
+
+
+# --- the database server itself: kill -9 the postmaster during a write-heavy run -----------------
+
+
+def drill_postmaster_crash(db: Any, obj: Objectives, opts: DrillOptions, *, server: Any = None) -> dict[str, Any]:
+    """SIGKILL of the PostgreSQL postmaster mid-run, then crash recovery from the WAL. `server`
+    (an EmbeddedPostgres this process started) defaults to the embedded server behind `db`; a
+    drill never signals a server it did not start."""
+    server = server if server is not None else db.embedded
+    if server is None or not getattr(server, "started_here", False) or server.pid is None:
+        return {"recovery_seconds": None, "skipped": "the database server was not started by this process "
+                "(DATABASE_URL): a drill never signals a server it did not start",
+                "scaled": False, "time_scale": 1.0}
+    progress = _Progress()
+    n_jobs = len(opts.symbols) * len(opts.timeframes)
+    with _simulator("instant") as sim:  # instant: the run is write-bound
+        th, box = _run_in_thread(db, sim.url, obj, opts, progress, plan=RunPlan.build(
+            list(opts.symbols), list(opts.timeframes), target_bars=opts.bars * 5))
+        _wait(lambda: progress.count() >= max(1, n_jobs // 3), 120, "a third of the jobs")
+        run_id = _latest_run(db, time.time() - 600)
+        before = _snapshot_finished(db, run_id) if run_id else {}
+        pid = server.pid
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        restart_s = server.restart_after_crash()
+        t_back = time.monotonic()
+        result = _join(th, box, 300)
+    first = progress.first_success_after(t_back)
+    recovery = (first or time.monotonic()) - t_kill
+    integ = check_integrity(db, result.run_id, before)
+    lost_committed = [k for k, v in _snapshot_finished(db, result.run_id).items() if k in before and v != before[k]]
+    return _result("db_connection_loss", obj.rto["db_connection_loss"].objective, recovery, integ, opts,
+                   scaled=False, time_scale=1.0, run_id=result.run_id,
+                   measured={"postmaster_pid": pid, "committed_before_kill": len(before),
+                             "kill_to_server_ready_s": round(restart_s, 3),
+                             "kill_to_next_commit_s": round(recovery, 3),
+                             "committed_jobs_changed": len(lost_committed), "reconnects": db.stats.reconnects},
+                   method="SIGKILL of the PostgreSQL postmaster during a write-heavy run; the server restarts and "
+                          "replays its WAL; recovery = kill -> next job committed (real time); every job committed "
+                          "before the kill must be intact and every other one complete or absent")

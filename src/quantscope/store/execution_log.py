@@ -166,12 +166,14 @@ def finish_run(conn, run_id: str) -> dict[str, int]:
     return counts
 
 
-def unfinished_runs(conn) -> list[str]:
+def unfinished_runs(conn, prefix: str = "") -> list[str]:
+    """Runs with jobs still to do, oldest first; with `prefix`, only the runs named so."""
     with conn.cursor() as cur:
         cur.execute("""SELECT r.run_id FROM backfill_runs r WHERE r.status='running'
+                       AND starts_with(r.run_id, %s)
                        AND EXISTS (SELECT 1 FROM scheduler_execution_log l
                                    WHERE l.run_id=r.run_id AND l.status IN ('pending','running'))
-                       ORDER BY r.started_at""")
+                       ORDER BY r.started_at""", (prefix,))
         return [r[0] for r in cur.fetchall()]
 
 
@@ -185,7 +187,9 @@ def run_jobs(conn, run_id: str) -> list[dict[str, Any]]:
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def last_success_at(conn) -> datetime | None:
+def last_success_at(conn, symbols: list[str] | None = None) -> datetime | None:
+    """The newest successful job, of any series or of `symbols` only."""
     with conn.cursor() as cur:
-        cur.execute("SELECT max(finished_at) FROM scheduler_execution_log WHERE status='success'")
+        cur.execute("SELECT max(finished_at) FROM scheduler_execution_log WHERE status='success' "
+                    "AND (%s::text[] IS NULL OR symbol = ANY(%s::text[]))", (symbols, symbols))
         return cur.fetchone()[0]

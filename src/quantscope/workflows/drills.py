@@ -20,16 +20,20 @@ from quantscope.recovery.drills import (
     clean_drill_data,
     drill_compute_failure,
     drill_db_loss,
+    drill_postmaster_crash,
     drill_rate_limit,
-    drill_scheduler_crash,
+    drill_scheduler_process_crash,
+    drill_worker_crash,
 )
 
 
 RUNNERS: dict[str, Callable[[Any, Objectives, DrillOptions], dict[str, Any]]] = {
-    "scheduler_crash": drill_scheduler_crash,
+    "scheduler_crash": drill_scheduler_process_crash,
     "polygon_rate_limit": drill_rate_limit,
     "db_connection_loss": drill_db_loss,
     "feature_computation_failure": drill_compute_failure,
+    "worker_crash": drill_worker_crash,
+    "postmaster_crash": drill_postmaster_crash,
 }
 
 

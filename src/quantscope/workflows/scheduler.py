@@ -47,7 +47,7 @@ def run_scheduler(settings: Settings, objectives: Objectives, opts: SchedulerOpt
         async def go() -> int:
             async with polygon_client(settings, src) as client:
                 sch = Scheduler(db, client, objectives, tiers, strategy=opts.strategy, concurrency=opts.concurrency,
-                                target_bars=opts.bars, poll_s=opts.poll_s)
+                                target_bars=opts.bars, poll_s=opts.poll_s, run_prefix=settings.scheduler_run_prefix)
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, sch.stop.set)

@@ -274,8 +274,8 @@ def targets_missed(baseline: dict[str, Any] | None, load: dict[str, Any] | None,
                  for sc in load.get("scenarios") or () if not sc.get("passed")]
         out += named or ["load: no scenario produced a result"]
     for r in (rto or {}).get("rto") or ():
-        if r["drill"] is not None and not r["drill"]["met"]:
-            out.append(f"RTO {r['title']}: objective {r['objective_seconds']:g}s not met")
+        if r.get("met") is False:
+            out.append(f"RTO {r['title']}: objective {r['objective_seconds']:g}s, integrity or fallback not met")
     return out
 
 

@@ -138,6 +138,14 @@ def _closed(parts: list[str]) -> str:
     return "".join(parts) + "</section>"
 
 
+def _observed(drill: Any) -> str:
+    """What the drill's probes of the API saw, under the seed's fallback."""
+    seen = drill.get("fallback") if isinstance(drill, dict) else None
+    if not isinstance(seen, dict) or not seen.get("observed"):
+        return ""
+    return f"<br><span class='muted'>observed: {esc(seen['observed'])}</span>"
+
+
 def _bullets(items: Iterable[Any], cls: str = "", id_: str = "") -> str:
     attrs = (f' class="{cls}"' if cls else "") + (f' id="{id_}"' if id_ else "")
     return f"<ul{attrs}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
@@ -442,13 +450,13 @@ def section_objectives(doc: dict[str, Any] | None, error: str | None = None) -> 
 
     out.append(_table(["failure type", "RTO", "procedure", "fallback", "measured recovery", "met"], (
         [f"<b>{esc(r.get('title') or r.get('failure_type'))}</b>", fmt_dur(r.get("objective_seconds")), esc(r.get("procedure", "")),
-         esc(r.get("fallback", "")), measured(r.get("drill")),
-         _badge(r["drill"].get("met") if isinstance(r.get("drill"), dict) else None, "met", "missed", "not run")]
+         esc(r.get("fallback", "")) + _observed(r.get("drill")), measured(r.get("drill")),
+         _badge(r.get("met"), "met", "missed", "not run")]
         for r in rto)))
     if drilled:
         out.append(budget_bars("Drill recovery time against each RTO", [
             {"label": r.get("title") or r.get("failure_type"), "measured": as_float(r["drill"].get("recovery_seconds")),
-             "objective": as_float(r.get("objective_seconds")), "met": r["drill"].get("met")} for r in drilled]))
+             "objective": as_float(r.get("objective_seconds")), "met": r.get("met")} for r in drilled]))
         def drill_note(d: dict[str, Any]) -> str:
             parts = [str(d.get(k)) for k in ("method", "error") if d.get(k)]
             if isinstance(d.get("measured"), dict):
@@ -627,7 +635,7 @@ def verdict_lines(baseline: dict[str, Any] | None = None, load: dict[str, Any] |
     if rto_rpo:
         rto = rto_rpo.get("rto") or []
         drilled = [r for r in rto if isinstance(r.get("drill"), dict)]
-        missed = [r for r in drilled if not r["drill"].get("met")]
+        missed = [r for r in drilled if r.get("met") is False]
         if not drilled:
             lines.append("Recovery objectives: defined; no drill run.")
         elif missed:
@@ -649,7 +657,7 @@ def section_verdict(baseline, load, rto_rpo, comparison) -> str:
     rows = load_scenarios(load)
     load_ok = None if not rows else all(r["passed"] is not False for r in rows)
     drilled = [r for r in ((rto_rpo or {}).get("rto") or []) if isinstance(r.get("drill"), dict)]
-    drills_ok = None if not drilled else all(r["drill"].get("met") for r in drilled)
+    drills_ok = None if not drilled else all(r.get("met") is not False for r in drilled)
     head = "Bottleneck not determined"
     if b.get("phase") == "inconclusive":
         head = "Bottleneck: inconclusive (the trace covers too little of the jobs)"
