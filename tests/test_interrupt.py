@@ -80,8 +80,9 @@ def _load(passed: bool) -> dict:
 
 
 def _rto(met: bool) -> dict:
-    return {"rto": [{"title": "Scheduler crash", "objective_seconds": 300, "drill": {"met": met}},
-                    {"title": "Rate limit", "objective_seconds": 30, "drill": None}]}
+    # As recovery.document builds it: each row's met covers its own drill and its other drills.
+    return {"rto": [{"title": "Scheduler crash", "objective_seconds": 300, "drill": {"met": met}, "met": met},
+                    {"title": "Rate limit", "objective_seconds": 30, "drill": None, "met": None}]}
 
 
 def test_exit_codes_tell_a_missed_target_from_a_part_that_could_not_run():
@@ -89,7 +90,7 @@ def test_exit_codes_tell_a_missed_target_from_a_part_that_could_not_run():
     assert exit_code({}, targets_missed(None, None, None)) == EXIT_OK
     missed = targets_missed(_baseline(2), _load(False), _rto(False))
     assert missed == ["backfill: 2 of 10 jobs failed", "load cached_symbol: p95_ms",
-                      "RTO Scheduler crash: objective 300s not met"]
+                      "RTO Scheduler crash: objective 300s, integrity or fallback not met"]
     assert exit_code({}, missed) == EXIT_TARGET_MISSED == 3
     assert exit_code({"load": "k6 failed"}, []) == EXIT_PART_FAILED == 1
     assert exit_code({"load": "k6 failed"}, missed) == EXIT_PART_FAILED, "a part that could not run wins"

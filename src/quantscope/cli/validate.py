@@ -97,15 +97,7 @@ def validate_command(
                                                absolute(phases) if phases is not None else None)
     except (LoadTestError, PhaseRulesError) as e:
         qcli.fail(str(e))
-    if compare_to is not None and not (compare_to / OUTPUTS["run"]).exists() \
-            and not (compare_to / OUTPUTS["baseline"]).exists():
-        qcli.fail(f"--compare-to {compare_to}: no earlier validate run there (expected {OUTPUTS['baseline']})")
-    if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id):
-        qcli.fail(f"--run-id {run_id[:40]!r}: use letters, digits, '.', '_' or '-' (it names a directory)")
-    run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out_dir = out / run_id
-    if out_dir.exists() and any(out_dir.iterdir()):
-        qcli.fail(f"{out_dir} already exists and is not empty; choose another --run-id")
+    run_id, out_dir = _run_dir(out, run_id, compare_to)
     try:
         plan = RunPlan.build(qcli.parse_csv(symbols, tuple(load_symbols())),
                              qcli.parse_csv(timeframes, TIMEFRAME_NAMES), target_bars=bars)
@@ -120,10 +112,28 @@ def validate_command(
                            tempo_url=tempo_url, jobspec=jobspec, rules=rules, compare_to=compare_to)
     qcli.console.rule(f"quantscope validate {run_id}")
     res = run_validate(settings, plan, opts, out_dir, run_id, RichPresenter())
+    _print_verdict(res, out_dir, verdict_lines(res.baseline, res.load, res.rto_rpo, res.comparison))
+    raise typer.Exit(res.exit_code)
 
+
+def _run_dir(out: Path, run_id: str | None, compare_to: Path | None) -> tuple[str, Path]:
+    """This run's directory (new or empty), after checking the earlier run it compares with."""
+    if compare_to is not None and not (compare_to / OUTPUTS["run"]).exists() \
+            and not (compare_to / OUTPUTS["baseline"]).exists():
+        qcli.fail(f"--compare-to {compare_to}: no earlier validate run there (expected {OUTPUTS['baseline']})")
+    if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id):
+        qcli.fail(f"--run-id {run_id[:40]!r}: use letters, digits, '.', '_' or '-' (it names a directory)")
+    run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out_dir = out / run_id
+    if out_dir.exists() and any(out_dir.iterdir()):
+        qcli.fail(f"{out_dir} already exists and is not empty; choose another --run-id")
+    return run_id, out_dir
+
+
+def _print_verdict(res, out_dir: Path, lines: list[str]) -> None:
     stdout = Console()
     stdout.rule("Verdict")
-    for line in verdict_lines(res.baseline, res.load, res.rto_rpo, res.comparison):
+    for line in lines:
         stdout.print(line, highlight=False, soft_wrap=True)
     for part, msg in res.errors.items():
         stdout.print(f"[red]{part} failed:[/] {msg}", soft_wrap=True)
@@ -131,4 +141,3 @@ def validate_command(
                  soft_wrap=True)
     for m in res.missed:
         stdout.print(f"[yellow]target missed:[/] {m}", soft_wrap=True)
-    raise typer.Exit(res.exit_code)

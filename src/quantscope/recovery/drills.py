@@ -421,6 +421,10 @@ def drill_rate_limit(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, 
         probe_th, probe_box = _refresh_probe(db, sim.url, obj, opts)
         with api.window("rate_limit", [PROBE_SERIES]) as win:
             time.sleep(hold)
+            # A loaded machine may take longer than a scaled hold to show the warning: the limit
+            # stays on until it is visible (or 10 s), so the window always covers the fallback.
+            _wait(lambda: any(any("rate-limited" in w for w in x.warnings) for x in list(win.seen)), 10,
+                  "the rate-limit warning on the probe series")
         ctl.post("/_sim/config", json={"faults": {"force_status": None}}).raise_for_status()
         t_off = time.monotonic()
         stats_off = ctl.get("/_sim/stats").json()
