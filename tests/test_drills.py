@@ -78,5 +78,43 @@ def test_postmaster_kill_on_a_separate_server(tmp_path):
     m = r["measured"]
     assert r["recovery_seconds"] is not None and r["recovery_seconds"] < get_objectives().rto["db_connection_loss"].objective
     assert m["committed_before_kill"] >= 1 and m["committed_jobs_changed"] == 0, r
+    assert m["half_written_after_recovery"] == 0, r["problems"]
     assert (r["records_lost"], r["records_duplicated"], r["jobs_redone"]) == (0, 0, 0), r["problems"]
     assert r["jobs_succeeded"] == r["jobs"] == 12, r["problems"]
+
+
+def _seen(status=200, warnings=(), degraded=False, error_flag=False, series=("DRLP", "1h"), t=0.0):
+    from quantscope.recovery.probe import Seen
+
+    return Seen(t, series, status, tuple(warnings), degraded, error_flag, cached=status == 200)
+
+
+def test_the_fallback_judges_can_say_no():
+    """What the probes saw is judged against the seed's Fallback; each judge fails a window
+    that shows something else (a 500, a missing warning, a missing 503)."""
+    from quantscope.recovery.drills import (UNCACHED_SERIES, _compute_fallback, _db_loss_fallback,
+                                            _rate_limit_fallback, _trigger_fallback)
+    from quantscope.recovery.probe import Window
+
+    def win(*seen):
+        return Window("w", (("DRLP", "1h"),), list(seen))
+
+    limited = "refresh rate-limited (429) at 2026-12-02T04:00:00Z; data as of 2026-12-02T03:59:00Z"
+    assert _rate_limit_fallback(win(_seen(), _seen(warnings=[limited]), _seen(warnings=[limited])), "x")["met"]
+    assert not _rate_limit_fallback(win(_seen(warnings=[limited]), _seen(status=500)), "x")["met"]
+    assert not _rate_limit_fallback(win(_seen(), _seen()), "x")["met"], "no warning at all"
+    assert not _rate_limit_fallback(win(_seen(warnings=[limited]), _seen()), "x")["met"], "the warning went away"
+
+    stale = "database unreachable since 2026-12-02T04:00:00Z: serving cached data, which may be stale"
+    ok = [_seen(warnings=[stale], degraded=True), _seen(status=503, series=UNCACHED_SERIES)]
+    assert _db_loss_fallback(win(*ok), "x", server_stopped=True)["met"] is True
+    assert _db_loss_fallback(win(*ok, _seen(status=500, series=UNCACHED_SERIES)), "x", True)["met"] is False
+    assert _db_loss_fallback(win(_seen(), ok[1]), "x", True)["met"] is False, "cached answer without the warning"
+    assert _db_loss_fallback(win(*ok), "x", server_stopped=False)["met"] is None
+
+    failed = "feature computation failed at 2026-12-02T04:00:00Z; data as of 2026-12-02T03:59:00Z"
+    assert _compute_fallback(win(_seen(warnings=[failed], error_flag=True)), "x", 0.01)["met"]
+    assert not _compute_fallback(win(_seen(warnings=[failed])), "x", None)["met"], "no error flag"
+
+    assert _trigger_fallback((200, {"status": "queued", "run_id": "api-1", "jobs": 1}), "x")["met"]
+    assert not _trigger_fallback((503, {"error": "database_unavailable"}), "x")["met"]
