@@ -643,7 +643,13 @@ def verdict_lines(baseline: dict[str, Any] | None = None, load: dict[str, Any] |
                          + ", ".join(f"{r.get('title')} ({fmt_s(r['drill'].get('recovery_seconds'))} vs "
                                      f"{fmt_dur(r.get('objective_seconds'))})" for r in missed) + ".")
         else:
-            lines.append(f"Recovery drills: all {len(drilled)} met their RTO.")
+            n = len(drilled) + sum(len(r.get("other_drills") or ()) for r in drilled)
+            seen = [r["drill"]["fallback"] for r in drilled if isinstance(r["drill"].get("fallback"), dict)]
+            ok = sum(f.get("met") is True for f in seen)
+            lines.append(f"Recovery drills: all {n} drills of the {len(drilled)} RTO rows met"
+                         + (f"; what users of the API saw was the seed's fallback in {ok} of {len(seen)} rows"
+                            + (f" ({len(seen) - ok} not observable here)" if ok < len(seen) else "") + "."
+                            if seen else "."))
     else:
         lines.append("Recovery objectives: not run.")
     if comparison:
