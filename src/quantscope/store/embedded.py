@@ -110,13 +110,8 @@ def _shutdown(data_dir: Path) -> None:
     last = not (set(remaining) - {os.getpid()})
     postmaster = postmaster_process(server)
     release_handle(server)  # takes the wheel lock itself; stops the server if we were the last
-    if last and server.cleanup_mode is not None and postmaster is not None:
-        try:
-            postmaster.wait(10)
-        except psutil.TimeoutExpired:
-            log.warning("embedded PostgreSQL at %s still running after stop", data_dir)
-        except psutil.NoSuchProcess:
-            pass
+    if last and server.cleanup_mode is not None and postmaster is not None and not _exited(postmaster, 10.0):
+        log.warning("embedded PostgreSQL at %s still running after stop", data_dir)
     if not _servers:
         _restore_signal_handlers()
 
@@ -180,6 +175,22 @@ def _restore_signal_handlers() -> None:
         if signal.getsignal(sig) is _on_signal:  # someone else may have replaced ours since
             signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
         del _prev_handlers[sig]
+
+
+def _exited(proc: psutil.Process, timeout_s: float) -> bool:
+    """Wait until `proc` has exited. A zombie has: it holds no socket, memory or file any more,
+    and only its parent (not us: pg_ctl daemonises the postmaster) can reap it. psutil's wait()
+    waits for the reaping, which a container's init may do a second or more later."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)
 
 
 def _pid_alive(pid: int) -> bool:
