@@ -68,7 +68,6 @@ def polygon_client(settings: Settings, source: MarketSource, **kw):
 
 @contextmanager
 def database(settings: Settings) -> Iterator[object]:
-
     db = Database.open(settings, policy=reconnect_policy())
     try:
         yield db

@@ -67,7 +67,6 @@ async def backfill_trigger(request: Request,
                            force: bool = Query(False, description="Start even when a run is active"),
                            symbols: list[str] | None = Query(None, max_length=100),
                            timeframes: list[str] | None = Query(None, max_length=5)) -> dict:
-
     syms = symbols or list(load_symbols())
     tfs = timeframes or list(TIMEFRAME_NAMES)
     for s in syms:

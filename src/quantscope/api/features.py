@@ -128,7 +128,6 @@ async def _read_once(state, key: tuple[str, str, int]) -> tuple[CacheEntry, bool
 
 
 def read_entry(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
-
     with db.connection(retry=False) as conn:
         page = repository.read_features(conn, symbol, timeframe, limit)
     return CacheEntry(data_json=page_json(page), count=page.count,

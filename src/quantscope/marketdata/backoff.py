@@ -76,6 +76,7 @@ class CircuitBreaker:
     escalation[n-1], capped at `pause_s`: 1 s, 5 s, 30 s, then 5 min. A short burst of 429s then
     costs seconds, not the full 5-minute pause (the rate-limit RTO is 30 s); a limit that persists
     still backs everyone off for 5 minutes. Without it every opening pauses `pause_s`."""
+
     def __init__(self, threshold: int = 4, pause_s: float = 300.0, clock: Callable[[], float] = time.monotonic,
                  escalation: tuple[float, ...] | None = None):
         if threshold < 1:

@@ -43,6 +43,7 @@ _REQUIRED = (("t", "t"), ("o", "open"), ("h", "high"), ("l", "low"), ("c", "clos
 
 class PolygonError(Exception):
     """Base of every client error. Messages name ticker, timeframe and status, never the key."""
+
     def __init__(self, message: str, *, ticker: str | None = None, timeframe: str | None = None,
                  status: int | None = None, attempts: int | None = None):
         super().__init__(message)
@@ -82,6 +83,7 @@ class PaginationError(PolygonError):
 
 class _Retry(Exception):
     """Internal: a retryable failure of one attempt."""
+
     def __init__(self, reason: str, error: PolygonError, retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason

@@ -66,7 +66,6 @@ class SymbolInfo:
 
 
 def default_symbols_path() -> Path:
-
     return get_settings().config_dir / "symbols.yaml"
 
 

@@ -213,7 +213,6 @@ def _latest_run(db: Any, since: float) -> str | None:
 
 
 def _finished(db: Any, run_id: str) -> int:
-
     return db.run(lambda c: xlog.finished_count(c, run_id))
 
 
@@ -314,6 +313,7 @@ def _trigger_fallback(answer: tuple[int, dict[str, Any]] | None, expected: str) 
 
 class _Progress:
     """Job completion times, from the runner's callback (works while the DB is down, too)."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.done: list[tuple[float, str, str, str]] = []
@@ -334,7 +334,6 @@ class _Progress:
 def _run_in_thread(db: Any, url: str, obj: Objectives, opts: DrillOptions, progress: _Progress | None,
                    fail_compute: frozenset = frozenset(), plan: RunPlan | None = None
                    ) -> tuple[threading.Thread, dict[str, Any]]:
-
     box: dict[str, Any] = {}
 
     def target():

@@ -48,6 +48,7 @@ class ReconnectPolicy:
     the next wait would pass ``max_total_s`` since the first failure. Commands pass the
     DB-connection-loss RTO from config/objectives.yaml (runtime.reconnect_policy); the default
     is only for callers without objectives. ``sleep``/``clock`` are injectable for tests."""
+
     delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
     max_total_s: float = 120.0
     sleep: Callable[[float], None] = time.sleep
@@ -61,6 +62,7 @@ class ReconnectPolicy:
 
 class _Backoff:
     """One retry budget shared by connection acquisition and whole-transaction retries."""
+
     def __init__(self, policy: ReconnectPolicy):
         self.policy = policy
         self.attempt = 0
@@ -167,6 +169,7 @@ class Database:
     A checked-out connection found dead (closed, or the server already sent a termination on the
     idle socket, or a ping fails after ``ping_after_idle_s``) is discarded and replaced.
     """
+
     def __init__(
         self,
         dsn: str,

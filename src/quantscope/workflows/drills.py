@@ -69,6 +69,7 @@ def _run_one(db, obj, opts, name, out, notify) -> None:
 class _drill_log:
     """The faults are deliberate: their warnings (retries, reconnects) go to drill-logs/drills.log,
     not the console."""
+
     def __init__(self, log_dir: Path | None):
         self.log_dir = log_dir
         self.handler: logging.Handler | None = None

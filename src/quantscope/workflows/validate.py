@@ -54,6 +54,7 @@ __all__ = ["EXIT_HELP", "EXIT_OK", "EXIT_PART_FAILED", "EXIT_TARGET_MISSED", "EX
 
 class Presenter(Protocol):
     """How a run shows its progress; every method may do nothing."""
+
     def part(self, title: str) -> None: ...
     def line(self, text: str) -> None: ...
     def status(self, what: str) -> AbstractContextManager[Callable[[str], None]]: ...
@@ -62,6 +63,7 @@ class Presenter(Protocol):
 
 class Silent:
     """A presenter that shows nothing (tests, embedding)."""
+
     def part(self, title: str) -> None:
         pass
 
