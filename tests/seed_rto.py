@@ -59,6 +59,7 @@ def test_rto_rpo_requirements(db):
     assert crash["resumed_logged"] is True, "the restarted scheduler must log the resume"
     assert crash["measured"]["restart_delay_s"] == unit_restart_delay() == objectives.schedule.systemd_restart_delay
     assert crash["measured"]["runs_unfinished_at_kill"] >= 1 and crash["measured"]["runs_started_twice_for_a_slot"] == 0
+    assert crash["measured"]["runs_unfinished_at_kill_now_finished"] == crash["measured"]["runs_unfinished_at_kill"]
     # The postmaster, killed during writes: every committed job intact after WAL replay.
     pm = others["postmaster_crash"]
     assert pm["measured"]["committed_before_kill"] >= 1 and pm["measured"]["committed_jobs_changed"] == 0

@@ -22,6 +22,8 @@ from quantscope.store import execution_log as xlog
 log = logging.getLogger("quantscope.backfill")
 
 DEFAULT_TARGET_BARS = 1000
+# What a process joining an unfinished run logs (the seed's words); the crash drills look for it.
+RESUMED = "Resumed from checkpoint after crash"
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class BackfillRunner:
         finished = await asyncio.to_thread(self.db.run, lambda c: xlog.finished_count(c, run_id))
         result = RunResult(run_id=run_id, resumed=not created)
         if not created and (released or finished):
-            log.warning("Resumed from checkpoint after crash (run %s: %d job(s) already done, "
-                        "%d abandoned job(s) released)", run_id, finished, released)
+            log.warning(RESUMED + " (run %s: %d job(s) already done, %d abandoned job(s) released)",
+                        run_id, finished, released)
         ctx = JobContext(self.db, self.client, self.strategy, run_id, self.heavy_features, self.fail_compute)
         infos = {s: symbol_info(s) for s in plan.symbols}
         in_flight: set[int] = set()

@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import httpx
 import psycopg2
 import yaml
 
-from quantscope.backfill.runner import BackfillRunner, RunPlan
+from quantscope.backfill.runner import RESUMED, BackfillRunner, RunPlan
 from quantscope.marketdata.backoff import BackoffPolicy, CircuitBreaker
 from quantscope.marketdata.polygon import PolygonClient
 from quantscope.marketdata.simulator import SimulatorConfig, create_app
@@ -86,6 +86,13 @@ class Integrity:
     records_duplicated: int = 0
     jobs_redone: int = 0
     details: list[str] = field(default_factory=list)
+
+    def add(self, other: Integrity, label: str) -> None:
+        """Another run's counts into these (a drill that spans several runs)."""
+        for f in fields(self):
+            if f.name != "details":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.details += [f"{label}: {d}" for d in other.details]
 
 
 # --- shared plumbing ----------------------------------------------------------------------------
@@ -273,7 +280,7 @@ def crash_and_resume(db: Any, sim_url: str, opts: DrillOptions, *, kill_at: int,
     text = second_log.read_text(errors="replace")
     return {"run_id": run_id, "killed_after_jobs": finished_at_kill, "exit_code": proc2.returncode,
             "kill_to_restart_s": t_restart - t_kill, "restart_to_progress_s": (first_progress or t_done) - t_restart,
-            "kill_to_done_s": t_done - t_kill, "resumed_logged": "Resumed from checkpoint after crash" in text,
+            "kill_to_done_s": t_done - t_kill, "resumed_logged": RESUMED in text,
             "log": str(second_log), "integrity": check_integrity(db, run_id, before), "downtime": downtime}
 
 
@@ -393,10 +400,10 @@ def _fallback(expected: str, met: bool | None, observed: str, **probes: Any) -> 
 
 def _rate_limit_fallback(win: Window, expected: str) -> dict[str, Any]:
     seen = win.of(PROBE_SERIES)
-    warned = [i for i, x in enumerate(seen) if any("rate-limited" in w for w in x.warnings)]
+    warned = [i for i, x in enumerate(seen) if x.warns("rate-limited")]
     ok = sum(x.status == 200 for x in seen)
     after = seen[warned[0]:] if warned else []
-    steady = bool(after) and all(any("rate-limited" in w for w in x.warnings) for x in after)
+    steady = bool(after) and all(x.warns("rate-limited") for x in after)
     first_s = round(seen[warned[0]].t - seen[0].t, 3) if warned else None
     observed = (f"{ok}/{len(seen)} answers 200 with cached data; the rate-limit warning in {len(warned)} of them"
                 + (f", from {first_s:.2f}s into the limit on" if warned else ", never")
@@ -422,7 +429,7 @@ def drill_rate_limit(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, 
             time.sleep(hold)
             # A loaded machine may take longer than a scaled hold to show the warning: the limit
             # stays on until it is visible (or 10 s), so the window always covers the fallback.
-            _wait(lambda: any(any("rate-limited" in w for w in x.warnings) for x in list(win.seen)), 10,
+            _wait(lambda: any(x.warns("rate-limited") for x in list(win.seen)), 10,
                   "the rate-limit warning on the probe series")
         ctl.post("/_sim/config", json={"faults": {"force_status": None}}).raise_for_status()
         t_off = time.monotonic()
@@ -484,7 +491,7 @@ def drill_db_loss(db: Any, obj: Objectives, opts: DrillOptions) -> dict[str, Any
 
 def _db_loss_fallback(win: Window, expected: str, server_stopped: bool) -> dict[str, Any]:
     cached, never = win.of(PROBE_SERIES), win.of(UNCACHED_SERIES)
-    stale_ok = sum(x.status == 200 and x.degraded and any("unreachable" in w for w in x.warnings) for x in cached)
+    stale_ok = sum(x.status == 200 and x.degraded and x.warns("unreachable") for x in cached)
     refused = sum(x.status == 503 for x in never)
     bad = sum(1 for x in win.seen if x.status >= 500 and x.status != 503 or x.status == 0)
     observed = (f"cached series: {stale_ok}/{len(cached)} answers 200 with the staleness warning; never-cached "
@@ -548,7 +555,7 @@ def drill_compute_failure(db: Any, obj: Objectives, opts: DrillOptions) -> dict[
 def _compute_fallback(win: Window, expected: str, flag_after_s: float | None) -> dict[str, Any]:
     seen = win.of(PROBE_SERIES)
     good = sum(x.status == 200 and x.cached and x.error_flag and
-               any("feature computation failed" in w for w in x.warnings) for x in seen)
+               x.warns("feature computation failed") for x in seen)
     observed = (f"{good}/{len(seen)} answers 200 with cached data, error_flag and the failure named"
                 + (f" (flag visible {flag_after_s:.2f}s after the failed refresh)" if flag_after_s is not None
                    else " (the flag never appeared)"))
@@ -596,14 +603,21 @@ def _scheduler_config(opts: DrillOptions) -> Path:
 def _scheduler_runs(db: Any) -> dict[str, dict[str, Any]]:
     def go(conn):
         with conn.cursor() as cur:
-            cur.execute("""SELECT r.run_id, r.status,
+            cur.execute("""SELECT r.run_id, r.status, r.trigger, extract(epoch FROM r.started_at),
                                   count(l.*) FILTER (WHERE l.status IN ('success','failed','skipped')),
                                   count(l.*), max(l.attempt)
                            FROM backfill_runs r LEFT JOIN scheduler_execution_log l USING (run_id)
-                           WHERE starts_with(r.run_id, %s) GROUP BY r.run_id, r.status""", (SCHEDULER_PREFIX,))
-            return {r[0]: {"status": r[1], "done": r[2], "jobs": r[3], "max_attempt": r[4] or 0}
-                    for r in cur.fetchall()}
+                           WHERE starts_with(r.run_id, %s) GROUP BY r.run_id""", (SCHEDULER_PREFIX,))
+            return {r[0]: {"status": r[1], "trigger": r[2], "started": float(r[3]), "done": r[4], "jobs": r[5],
+                           "max_attempt": r[6] or 0} for r in cur.fetchall()}
     return db.run(go)
+
+
+def _slot(trigger: str, started_epoch: float, obj: Objectives) -> tuple[str, int]:
+    """The scheduling slot a run was started in: its tier's cadence bucket, the day, or the hour."""
+    if trigger.startswith("tier:"):
+        return trigger, int(started_epoch // obj.rpo[trigger.split(":", 1)[1]].frequency)
+    return trigger, int(started_epoch // (86400 if trigger == "daily" else 3600))
 
 
 def _start_scheduler(db: Any, sim_url: str, cfg: Path, opts: DrillOptions, log_path: Path) -> subprocess.Popen:
@@ -666,7 +680,7 @@ def drill_scheduler_process_crash(db: Any, obj: Objectives, opts: DrillOptions) 
         try:
             deadline = time.monotonic() + 300
             while t_fresh is None:
-                if t_resumed is None and "Resumed from checkpoint after crash" in second_log.read_text(errors="replace"):
+                if t_resumed is None and RESUMED in second_log.read_text(errors="replace"):
                     t_resumed = time.monotonic()
                 refreshed = db.run(lambda c: xlog.tier_refreshed_at(c, tiers, TIMEFRAME_NAMES))
                 if all(refreshed.get(t) is not None for t in set(tiers.values())) and \
@@ -677,21 +691,17 @@ def drill_scheduler_process_crash(db: Any, obj: Objectives, opts: DrillOptions) 
                 if time.monotonic() > deadline:
                     raise DrillError("the restarted scheduler did not bring every tier back within 300 s")
                 time.sleep(0.05)
-            if t_resumed is None and "Resumed from checkpoint after crash" in second_log.read_text(errors="replace"):
+            if t_resumed is None and RESUMED in second_log.read_text(errors="replace"):
                 t_resumed = t_fresh
         finally:
             _stop_process(second)
     runs_after = _scheduler_runs(db)
     integ = Integrity()
     for rid in runs_after:
-        one = check_integrity(db, rid, before.get(rid))
-        for k in ("jobs", "succeeded", "failed", "records_lost", "records_duplicated", "jobs_redone"):
-            setattr(integ, k, getattr(integ, k) + getattr(one, k))
-        integ.details += [f"{rid}: {d}" for d in one.details]
-    slots: dict[str, int] = {}
-    for rid in runs_after:  # the id is the slot: tier-<tier>-<epoch>, daily-<date>, catchup-<hour>
-        key = re.sub(r"-\d+$", "", rid[len(SCHEDULER_PREFIX):]) + "@" + rid.rsplit("-", 1)[-1]
-        slots[key] = slots.get(key, 0) + 1
+        integ.add(check_integrity(db, rid, before.get(rid)), rid)
+    # By its start time, not its id: a scheduler that ignored the checkpoint and named a new run
+    # for a slot that already had one would show here.
+    slots = Counter(_slot(r["trigger"], r["started"], obj) for r in runs_after.values())
     recovery = delay + ((t_fresh or time.monotonic()) - t_restart)
     return _result("scheduler_crash", obj.rto["scheduler_crash"].objective, recovery, integ, opts,
                    measured={"restart_delay_s": delay,
@@ -700,7 +710,11 @@ def drill_scheduler_process_crash(db: Any, obj: Objectives, opts: DrillOptions) 
                              "runs": len(runs_after), "runs_unfinished_at_kill":
                                  sum(r["done"] < r["jobs"] for r in runs_at_kill.values()),
                              "jobs_retried_after_kill": sum(r["max_attempt"] > 1 for r in runs_after.values()),
-                             "runs_started_twice_for_a_slot": sum(n - 1 for n in slots.values())},
+                             "runs_started_twice_for_a_slot": sum(n - 1 for n in slots.values()),
+                             "runs_created_after_restart": len(runs_after.keys() - runs_at_kill.keys()),
+                             "runs_unfinished_at_kill_now_finished": sum(
+                                 r["done"] < r["jobs"] and runs_after[rid]["done"] == runs_after[rid]["jobs"]
+                                 for rid, r in runs_at_kill.items())},
                    resumed_logged=t_resumed is not None, restart_delay_source=str(SCHEDULER_UNIT.name),
                    fallback=_trigger_fallback(trigger, obj.rto["scheduler_crash"].fallback),
                    method="SIGKILL of a running `quantscope scheduler` in the middle of its due tier runs; "
@@ -751,7 +765,9 @@ def drill_postmaster_crash(db: Any, obj: Objectives, opts: DrillOptions, *, serv
     first = progress.first_success_after(t_back)
     recovery = (first or time.monotonic()) - t_kill
     integ = check_integrity(db, result.run_id, before)
-    lost_committed = [k for k, v in _snapshot_finished(db, result.run_id).items() if k in before and v != before[k]]
+    after = _snapshot_finished(db, result.run_id)
+    # Committed before the kill, so after the replay: still a success, with the same finish time.
+    lost_committed = [k for k, v in before.items() if after.get(k) != v]
     integ.details += [f"{s}/{t}: {n} bars stored by a job that had not committed" for s, t, n in half_written]
     return _result("db_connection_loss", obj.rto["db_connection_loss"].objective, recovery, integ, opts,
                    scaled=False, time_scale=1.0, run_id=result.run_id,

@@ -32,6 +32,10 @@ class Seen:
     error_flag: bool = False
     cached: bool = False
 
+    def warns(self, text: str) -> bool:
+        """A warning of this answer contains `text`."""
+        return any(text in w for w in self.warnings)
+
 
 @dataclass
 class Window:
@@ -49,7 +53,7 @@ def summarize(seen: Sequence[Seen], warning_has: str | None = None) -> dict[str,
     by: dict[str, int] = {}
     for s in seen:
         by[str(s.status)] = by.get(str(s.status), 0) + 1
-    warned = [s for s in seen if any(warning_has in w for w in s.warnings)] if warning_has else \
+    warned = [s for s in seen if s.warns(warning_has)] if warning_has else \
         [s for s in seen if s.warnings]
     return {"probes": len(seen), "by_status": by, "with_warning": len(warned),
             "degraded": sum(s.degraded for s in seen), "error_flag": sum(s.error_flag for s in seen),
