@@ -24,6 +24,20 @@ ATTR_STRATEGY = "quantscope.write_strategy"
 # On the run span (metadata of the report).
 ATTR_CONCURRENCY = "quantscope.concurrency"
 ATTR_SIM_PROFILE = "quantscope.simulator_profile"
+# The run's own limits and the CPU it used (the what-if model's contention inputs).
+ATTR_LIMIT_CORES = "quantscope.limits.cores"
+ATTR_LIMIT_HTTP = "quantscope.limits.http_concurrency"
+ATTR_LIMIT_THREADS = "quantscope.limits.worker_threads"
+ATTR_LIMIT_DB_POOL = "quantscope.limits.db_pool"
+ATTR_LIMIT_RATE = "quantscope.limits.rate_limit_per_min"
+ATTR_PAGE_LIMIT = "quantscope.page_limit"
+ATTR_PROCESS_CPU = "quantscope.process.cpu_seconds"  # all threads of the backfill process
+ATTR_HOST_CPU = "quantscope.host.cpu_seconds"  # every process on the host (the DB server's share)
+ATTR_HEAVY = "quantscope.heavy_features"
+# On phase spans that run in a worker thread: that thread's CPU time.
+ATTR_CPU_SECONDS = "quantscope.cpu_seconds"
+ATTR_PAGES = "quantscope.pages"
+ATTR_BACKOFF_SECONDS = "quantscope.backoff_seconds"
 
 RES_SERVICE_NAME = "service.name"
 RES_SERVICE_VERSION = "service.version"

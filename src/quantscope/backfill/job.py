@@ -106,18 +106,20 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
                 bars = result.bars
                 out.records_fetched = len(bars)
                 phases.set_attrs(s, **{names.ATTR_RECORDS_FETCHED: out.records_fetched,
-                                       "quantscope.pages": result.pages, "quantscope.retries": result.retries})
+                                       names.ATTR_PAGES: result.pages, "quantscope.retries": result.retries})
 
-            with phases.compute_span(**attrs):
+            with phases.compute_span(**attrs) as cs:
                 t = time.perf_counter()
                 try:
                     if (info.symbol, tf.name) in ctx.fail_compute:
                         raise RuntimeError("injected compute failure")
-                    feats = await asyncio.to_thread(compute_features, bars, heavy=ctx.heavy_features)
+                    feats, cpu = await asyncio.to_thread(phases.thread_cpu, compute_features, bars,
+                                                         heavy=ctx.heavy_features)
                 except Exception as e:  # a compute failure skips this job, never the run
                     raise JobError(names.PHASE_COMPUTE, f"{type(e).__name__}: {e}") from e
                 finally:
                     out.compute_s = time.perf_counter() - t
+                phases.set_attrs(cs, **{names.ATTR_CPU_SECONDS: cpu})
 
             computed_at = datetime.now(timezone.utc)
 
@@ -136,11 +138,12 @@ async def run_job(ctx: JobContext, info: SymbolInfo, tf: Timeframe, window: tupl
             with phases.store_span(**attrs) as s:
                 t_db = time.perf_counter()
                 try:
-                    await asyncio.to_thread(ctx.db.run, store)
+                    _, cpu = await asyncio.to_thread(phases.thread_cpu, ctx.db.run, store)
                 finally:
                     out.db_s = time.perf_counter() - t_db
                 phases.set_attrs(s, **{names.ATTR_RECORDS_INSERTED: out.records_inserted,
-                                       "quantscope.features_inserted": out.features_inserted})
+                                       "quantscope.features_inserted": out.features_inserted,
+                                       names.ATTR_CPU_SECONDS: cpu})
         except Exception as e:
             lease_lost = isinstance(e, LeaseLost)
             out.status = "failed"

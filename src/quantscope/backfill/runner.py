@@ -100,6 +100,7 @@ class BackfillRunner:
     owner: str = field(default_factory=xlog.worker_id)
     on_job_done: Callable[[JobOutcome], None] | None = None
     simulator_profile: str | None = None  # recorded on the run span (None: real Polygon / unknown)
+    rate_limit_per_min: int | None = None  # the upstream's, when known (recorded on the run span)
 
     async def run(self, plan: RunPlan | None = None, *, run_id: str | None = None,
                   trigger: str = "manual") -> RunResult:
@@ -124,8 +125,10 @@ class BackfillRunner:
         with phases.span(names.SPAN_RUN, **{names.ATTR_RUN_ID: run_id, names.ATTR_STRATEGY: self.strategy,
                                           names.ATTR_CONCURRENCY: self.concurrency,
                                           names.ATTR_SIM_PROFILE: self.simulator_profile,
-                                          "quantscope.heavy_features": self.heavy_features,
-                                          "quantscope.jobs": len(job_rows), "quantscope.resumed": not created}):
+                                          names.ATTR_HEAVY: self.heavy_features,
+                                          "quantscope.jobs": len(job_rows), "quantscope.resumed": not created,
+                                          **self._limits()}) as run_span:
+            cpu = phases.CpuMeter()
             heartbeat = asyncio.create_task(self._heartbeat(in_flight))
             try:
                 await asyncio.gather(*(self._worker(ctx, plan, infos, in_flight, result)
@@ -133,8 +136,18 @@ class BackfillRunner:
             finally:
                 heartbeat.cancel()
             result.counts = await asyncio.to_thread(self.db.run, lambda c: xlog.finish_run(c, run_id))
+            phases.set_attrs(run_span, **cpu.read())
         result.wall_s = time.perf_counter() - t0
         return result
+
+    def _limits(self) -> dict[str, int | None]:
+        """The limits no span shows but every job shares (the what-if model's contention inputs)."""
+        return {names.ATTR_LIMIT_CORES: phases.cores(),
+                names.ATTR_LIMIT_HTTP: getattr(self.client, "max_concurrency", None),
+                names.ATTR_LIMIT_THREADS: phases.default_thread_pool_size(),
+                names.ATTR_LIMIT_DB_POOL: getattr(self.db, "pool_max", None),
+                names.ATTR_LIMIT_RATE: self.rate_limit_per_min,
+                names.ATTR_PAGE_LIMIT: getattr(self.client, "page_limit", None)}
 
     async def _worker(self, ctx, plan, infos, in_flight: set[int], result: RunResult) -> None:
         while True:

@@ -3,9 +3,13 @@ no provider configured every call is a cheap no-op."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+import psutil
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -13,6 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from quantscope.instrumentation import names
 
 _tracer = trace.get_tracer("quantscope")
+T = TypeVar("T")
 
 
 def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def store_span(**attrs: Any):
 
 def backoff_span(seconds: float, reason: str, attempt: int):
     return span(names.SPAN_BACKOFF, phase=names.PHASE_API, **{
-        "quantscope.backoff_seconds": float(seconds), "quantscope.backoff_reason": reason,
+        names.ATTR_BACKOFF_SECONDS: float(seconds), "quantscope.backoff_reason": reason,
         names.ATTR_ATTEMPT: attempt})
 
 
@@ -62,3 +67,44 @@ def set_attrs(s: Span, **attrs: Any) -> None:
 def mark_error(s: Span, message: str) -> None:
     if s.is_recording():
         s.set_status(Status(StatusCode.ERROR, message))
+
+
+def thread_cpu(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
+    """`fn(*args, **kwargs)` and the CPU seconds this thread spent in it: run it inside the worker
+    thread (`asyncio.to_thread(thread_cpu, fn, ...)`), where wall time also counts waiting."""
+    t = time.thread_time()
+    return fn(*args, **kwargs), time.thread_time() - t
+
+
+def cores() -> int:
+    """CPUs this process may run on (its affinity, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_thread_pool_size() -> int:
+    """asyncio.to_thread's pool: ThreadPoolExecutor's default size."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class CpuMeter:
+    """CPU seconds used by this process (all threads) and by the whole host since it was made."""
+
+    def __init__(self) -> None:
+        self._process = time.process_time()
+        self._host = _host_busy()
+
+    def read(self) -> dict[str, float | None]:
+        host = _host_busy()
+        return {names.ATTR_PROCESS_CPU: time.process_time() - self._process,
+                names.ATTR_HOST_CPU: None if host is None or self._host is None else host - self._host}
+
+
+def _host_busy() -> float | None:
+    try:
+        t = psutil.cpu_times()
+    except Exception:  # a sandbox without /proc/stat: the model then assumes the DB side
+        return None
+    return float(sum(t)) - float(t.idle) - float(getattr(t, "iowait", 0.0))

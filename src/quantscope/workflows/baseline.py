@@ -109,7 +109,8 @@ def run_baseline(settings, plan, tel, opts: BaselineOptions = BaselineOptions(),
         with shown:
             result = run_backfill(settings, db, src, plan, trigger="baseline", strategy=strategy,
                                   concurrency=concurrency, heavy_features=opts.heavy_features,
-                                  on_job_done=on_done, simulator_profile=src.profile if src.simulated else None)
+                                  on_job_done=on_done, simulator_profile=src.profile if src.simulated else None,
+                                  rate_limit_per_min=rate_limit if src.simulated else None)
     # Flush, not shut down: later work in this process (validate's other parts) still traces and
     # takes meters; the command that set telemetry up shuts it down when it ends.
     tel.flush()
