@@ -78,7 +78,10 @@ def test_seed_run_report_numbers() -> None:
     assert any("straddles the 60% line" in c for c in b["caveats"])
     assert b["coverage"]["share"] == pytest.approx(39 / 42) and b["coverage"]["sufficient"]
     assert b["evidence"]["api_to_db_ratio"] == pytest.approx(30 / 7)
-    assert b["recommendations"][0].startswith("Implement exponential backoff")
+    # The seed's actions are the vocabulary; the recommendations are the plan's, each predicted.
+    assert b["seed_recommendations"][0].startswith("Implement exponential backoff")
+    assert b["recommendations"][0].startswith("Raise backfill concurrency from 1 to ")
+    assert len(b["recommendations"]) == len(rep["plan"]["actions"])
     assert any("1 job(s) failed" in c for c in b["caveats"])
 
     m = rep["metadata"]
@@ -103,8 +106,8 @@ def test_seed_style_summary() -> None:
         "Slowest Job: MSFT/5m (16.00s)",
         "Slowest Timeframe: 5m (avg 11.67s)",
         "⚠️  PRIMARY BOTTLENECK: Polygon API (71% of time)",
-        "   → Recommendations:",
-        "     • Implement circuit breaker: if rate limit, pause 5 minutes",
+        "   → Recommendations (each predicted by replaying this run under it):",
+        "     • Raise backfill concurrency from 1 to ",
     ]:
         assert line in text, line
 
@@ -149,7 +152,7 @@ def build_jobs(concurrent: bool) -> SpanSet:
 
 
 def test_concurrency_does_not_distort_the_verdict() -> None:
-    seq, par = analyze_backfill(build_jobs(False)), analyze_backfill(build_jobs(True))
+    seq, par = analyze_backfill(build_jobs(False)), analyze_backfill(build_jobs(True), {"strategy": "copy"})
     for rep in (seq, par):
         validate(rep)
         assert rep["bottleneck"]["phase"] == "db"
@@ -163,7 +166,11 @@ def test_concurrency_does_not_distort_the_verdict() -> None:
     assert par["wall_clock"]["phases"]["db"]["active_share"] == pytest.approx(14 / 40)
     assert par["wall_clock"]["phases"]["db"]["exclusive_share"] == pytest.approx(14 / 40)
     assert par["wall_clock"]["no_phase_share"] == pytest.approx(20 / 40)
-    assert par["bottleneck"]["recommendations"][1] == "Use bulk insert instead of row-by-row insert"
+    assert par["bottleneck"]["seed_recommendations"][1] == "Use bulk insert instead of row-by-row insert"
+    # The run writes with COPY already: bulk insert is in place, never recommended as new.
+    assert any(a["action"].startswith("Use bulk insert") for a in par["plan"]["in_place"])
+    assert not any("bulk insert" in r.lower() for r in par["bottleneck"]["recommendations"])
+    assert any("write strategy" in m for m in seq["plan"]["missing"])  # unknown: not judged
 
 
 def test_runs_are_chosen_by_id_or_latest() -> None:

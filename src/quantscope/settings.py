@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         return self.home / "pgdata"
 
+    @property
+    def write_calibration_file(self) -> Path:
+        """Per-row write costs on this machine (bench/bench_write_strategies.py --calibrate)."""
+        return self.home / "calibration" / "write_strategies.json"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

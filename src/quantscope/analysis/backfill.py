@@ -36,7 +36,10 @@ from .conventions import (
     STATUS_SKIPPED,
     STATUS_SUCCESS,
 )
+from .plan import make_plan
+from .plan import recommendations as plan_recommendations
 from .tail import distributions, slow_set
+from .whatif import ModelError, build_model
 from .traces import STATUS_ERROR, SpanTable, SpanTableBuilder
 
 __all__ = [
@@ -341,13 +344,17 @@ def analyze_backfill(
     run_id: str | None = None,
     jobs: JobSpec | None = None,
     rules: PhaseRules | None = None,
+    limits: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The baseline report for one run.
+    """The baseline report for one run, with its Phase 3 plan (analysis.plan).
 
     `spans`: a SpanTable (read_spans), a SpanSet, or OTLP JSON documents. `metadata` (strategy,
     concurrency, simulator_profile, git_revision, versions, ...) overrides what the spans say.
     `jobs` says which spans are jobs and runs and which attributes name symbol and timeframe;
     `rules` how spans map to phases (phases.py). Read the table with `keep=` those keys.
+    `limits` (cores, http, threads, db_pool, rate_limit_per_min) and `calibration` (the write
+    strategy bench's per-row costs) feed the plan's replay model.
     """
     jobs = jobs or JobSpec()
     table = _as_table(spans)
@@ -397,7 +404,7 @@ def analyze_backfill(
         "sources": list(table.sources),
         "warnings": warnings,
     }
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION,
         "report": "phase_2_backfill_baseline",
         "run": {
@@ -418,6 +425,23 @@ def analyze_backfill(
         "tail": tail,
         "diagnostics": diagnostics,
     }
+    report["plan"] = plan_for(report, table, attr=attr, jobs=jobs, rules=rules, limits=limits,
+                              calibration=calibration)
+    b = report["bottleneck"]
+    b["seed_recommendations"] = b.get("recommendations") or []
+    if b.get("phase") not in (None, INCONCLUSIVE):
+        b["recommendations"] = plan_recommendations(report["plan"])
+    return report
+
+
+def plan_for(report: dict[str, Any], table: SpanTable, **kw: Any) -> dict[str, Any]:
+    """The plan, or why there is none (a trace the replay cannot model)."""
+    calibration = kw.pop("calibration", None)
+    try:
+        model = build_model(report, table, **kw)
+        return {"available": True, **make_plan(report, model, calibration=calibration)}
+    except ModelError as e:
+        return {"available": False, "reason": str(e), "actions": [], "in_place": [], "curve": [], "missing": [str(e)]}
 
 
 def _verdict(totals: dict[str, Any], job_list: list[dict[str, Any]], attr: Attribution,
@@ -728,7 +752,13 @@ def format_summary(report: dict[str, Any]) -> list[str]:
                  f"{iv['jobs']} jobs" if iv else "")]
     for c in b["caveats"]:
         lines.append(f"   ! {c}")
-    lines.append("   → Recommendations:")
-    lines += [f"     • {r}" for r in b["recommendations"]]
+    lines.append("   → Recommendations (each predicted by replaying this run under it):")
+    lines += [f"     • {r}" for r in b["recommendations"]] or ["     • none predicted to pay"]
+    plan = report.get("plan") or {}
+    if not plan.get("available", True):
+        lines.append(f"   ! no plan: {plan.get('reason')}")
+    for p in plan.get("in_place") or ():
+        lines.append(f"   ✓ in place: {p['action']} — {p['reason']}")
+    lines += [f"   ? {m}" for m in plan.get("missing") or ()]
     return lines
 

@@ -316,15 +316,17 @@ def _latency_fit(per_req: list[tuple[int, float]]) -> tuple[float, float]:
 
 
 def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, Any] | None = None,
-                jobs: JobSpec | None = None, rules: PhaseRules | None = None) -> ReplayModel:
+                jobs: JobSpec | None = None, rules: PhaseRules | None = None,
+                attr: Attribution | None = None) -> ReplayModel:
     """The replay model of the report's run. `limits` overrides what the run recorded (cores,
-    http, threads, db_pool, rate_limit_per_min, page_limit)."""
+    http, threads, db_pool, rate_limit_per_min, page_limit); `attr` is the spans' attribution
+    when the caller has it already."""
     if not isinstance(report, dict) or report.get("report") != "phase_2_backfill_baseline":
         raise ModelError("not a phase_2_backfill_baseline report")
     if report.get("bottleneck", {}).get("phase") is None:
         raise ModelError("the report has no job time to replay")
     jobs = jobs or JobSpec()
-    attr = attribute(spans, jobs, rules)
+    attr = attr if attr is not None else attribute(spans, jobs, rules)
     run_id = (report.get("run") or {}).get("run_id")
     ix = _run_jobs(spans, attr, run_id)
     if ix.size == 0:

@@ -20,6 +20,7 @@ from quantscope.cli.loadtest import loadtest_command
 from quantscope.cli.rto_rpo import rto_rpo
 from quantscope.cli.serve import serve, simulate
 from quantscope.cli.validate import EXIT_HELP, validate_command
+from quantscope.cli.whatif import whatif_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Prove where a market-data feature service spends its time and how fast it recovers.")
@@ -34,6 +35,7 @@ app.command("validate", help="The whole Phase 2 on one machine: reports/<run-id>
 app.command("loadtest", help="The seed's load scenarios with k6: load_test_report.json.")(loadtest_command)
 app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
 app.command("rto-rpo")(rto_rpo)
+app.command("whatif", help="What a change would buy: the run replayed from its trace.")(whatif_command)
 
 
 def _on_sigterm(signum, frame) -> None:
