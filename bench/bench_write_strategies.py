@@ -1,6 +1,12 @@
 """Write strategies side by side against raw COPY, in one run, on one throwaway embedded server.
 
     PYTHONPATH=src .venv/bin/python bench/bench_write_strategies.py [--rows 100000]
+    PYTHONPATH=src .venv/bin/python bench/bench_write_strategies.py --calibrate [--calibration-out F]
+
+--calibrate measures, per strategy, the store step's fixed cost per job and its cost per row
+(bars + features, fresh and re-run averaged; jobs of two sizes, least squares) and writes them to
+<home>/calibration/write_strategies.json: the what-if model's write-strategy predictions use
+these, never the run being predicted.
 
 What is measured (printed again with the results):
 - Input: synthetic bars (7 values) and features (15 values) DataFrames, split into jobs of
@@ -22,6 +28,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
+import platform
 import shutil
 import statistics
 import sys
@@ -36,6 +45,7 @@ import pandas as pd
 import psycopg2
 
 from quantscope.features.compute import FEATURE_COLUMNS
+from quantscope.settings import Settings
 from quantscope.store import repository as repo
 from quantscope.store.database import Database
 from quantscope.store.embedded import EmbeddedPostgres
@@ -135,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows-per-job", type=int, default=5_000, help="rows per (symbol, timeframe) job/transaction")
     ap.add_argument("--repeat", type=int, default=3, help="runs per fast measurement (median)")
     ap.add_argument("--strategies", default="copy,values,row")
+    ap.add_argument("--calibrate", action="store_true", help="write the per-row calibration and stop")
+    ap.add_argument("--calibration-out", type=Path, default=None,
+                    help="calibration file (default: <home>/calibration/write_strategies.json)")
     args = ap.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     for s in strategies:
@@ -145,6 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     next_at = lambda: next(clock)  # noqa: E731 - a new computed_at per write, as real re-runs have
     data_root = Path(tempfile.mkdtemp(prefix="qs-bench-", dir="/tmp"))
     results: dict[tuple[str, str, str], float] = {}  # (method, scope, phase) -> rows/s
+    if args.calibrate:
+        try:
+            doc = calibrate(data_root, strategies, next_at)
+        finally:
+            shutil.rmtree(data_root, ignore_errors=True)
+        out = args.calibration_out or Settings().write_calibration_file
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        for s, c in doc["strategies"].items():
+            print(f"  {s:7s} {c['job_seconds'] * 1e3:7.2f} ms per job + {c['row_seconds'] * 1e6:7.2f} µs per row")
+        print(f"calibration written to {out}")
+        return 0
 
     try:
         run_all(args, strategies, data_root, results, next_at)
@@ -152,6 +177,41 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(data_root, ignore_errors=True)  # the server is stopped by then
     print_table(results, strategies, args)
     return 0
+
+
+CALIBRATION_SIZES = (100, 1000)  # rows per job: the backfill's jobs are ~1000 bars
+CALIBRATION_JOBS = 6
+
+
+def calibrate(data_root: Path, strategies: list[str], next_at) -> dict:
+    """Per strategy: seconds per job and per row of the whole store step (least squares over two
+    job sizes, fresh and re-run averaged), on a throwaway embedded server."""
+    out: dict[str, dict] = {}
+    with EmbeddedPostgres(data_root / "pgdata") as pg:
+        with Database(pg.dsn, pool_max=1) as db:
+            db.migrate()
+        conn = psycopg2.connect(pg.dsn)
+        try:
+            version = conn.server_version
+            for strategy in strategies:
+                step = store_step(strategy, True, next_at)
+                xs, ys = [], []
+                for size in CALIBRATION_SIZES:
+                    jobs = make_jobs(size * CALIBRATION_JOBS, size)
+                    reset(conn)
+                    fresh = timed(conn, jobs, step) / len(jobs)
+                    rerun = timed(conn, jobs, step) / len(jobs)
+                    xs.append(size)
+                    ys.append((fresh + rerun) / 2)
+                per_row = max((ys[1] - ys[0]) / (xs[1] - xs[0]), 0.0)
+                out[strategy] = {"job_seconds": max(ys[0] - per_row * xs[0], 0.0), "row_seconds": per_row,
+                                 "measured": [{"rows_per_job": x, "seconds_per_job": y} for x, y in zip(xs, ys)]}
+        finally:
+            conn.close()
+    return {"kind": "write_strategies", "created": datetime.now(timezone.utc).isoformat(),
+            "machine": {"cpus": os.cpu_count(), "postgres": version, "platform": platform.platform()},
+            "method": "store step (bars + features, one transaction per job), fresh and re-run averaged",
+            "strategies": out}
 
 
 def run_all(args, strategies, data_root: Path, results, next_at) -> None:

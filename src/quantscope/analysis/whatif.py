@@ -42,6 +42,7 @@ from .conventions import (
     ATTR_PAGES,
     ATTR_PROCESS_CPU,
     ATTR_RECORDS_FETCHED,
+    ATTR_RECORDS_INSERTED,
     ATTR_RUN_ID,
     ATTR_STRATEGY,
     PHASE_API,
@@ -368,7 +369,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
         if bo is not None:
             backoff[k] += bo
         if r == int(job_row[k]):
-            records[k] = int(_num(a.get(ATTR_RECORDS_FETCHED)) or 0)
+            records[k] = int(_num(a.get(ATTR_RECORDS_FETCHED)) or _num(a.get(ATTR_RECORDS_INSERTED)) or 0)
     client = np.flatnonzero((spans.kind == SPAN_KIND_CLIENT) & ((spans.conv & CONV_HTTP) != 0))
     api_code = codes.get(PHASE_API, -2)
     for r in client.tolist():

@@ -71,6 +71,13 @@ def backfill_command(
     phases: Annotated[Path | None, typer.Option(
         help="Phase rules file (config/phases.yaml; schemas/phases.schema.json) for spans without "
              "quantscope.phase, before the OpenTelemetry semantic conventions.")] = None,
+    limit: Annotated[list[str] | None, typer.Option(
+        "--limit", metavar="KEY=N", help="For the plan's replay, a limit the trace does not record: "
+                                         "http, threads, db_pool, cores.")] = None,
+    cores: Annotated[float | None, typer.Option(help="Cores the service had (when the trace does not say).")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        help="Write calibration for strategy predictions (default: <home>/calibration/write_strategies.json "
+             "when present; bench/bench_write_strategies.py --calibrate writes it).")] = None,
 ) -> None:
     """Backfill baseline: phase attribution, totals and the bottleneck verdict, for any
     OpenTelemetry-instrumented service (phases from quantscope.phase, a rules file, or semantic
@@ -86,6 +93,15 @@ def backfill_command(
         spec, rules = analysis_options(job_span, jobs, run_span, symbol_attr, timeframe_attr, phases)
     except PhaseRulesError as exc:
         fail(str(exc))
+    from quantscope.settings import get_settings
+    from quantscope.workflows.whatif import WhatIfError, load_calibration, parse_limits
+
+    try:
+        limits = parse_limits(limit, cores)
+        cal, _ = load_calibration(_absolute(calibration) if calibration else None,
+                                  get_settings().write_calibration_file)
+    except WhatIfError as exc:
+        fail(str(exc))
     meta: dict[str, Any] = environment_metadata()
     if metadata_json is not None:
         given = _load_report(metadata_json)
@@ -94,7 +110,8 @@ def backfill_command(
     try:
         table = read_spans(sources, run_id=run_id, strict=not lenient, lookback_s=int(lookback_hours * 3600),
                            keep=spec.keys() | rules.keys())
-        report = analyze_backfill(table, meta, run_id=run_id, jobs=spec, rules=rules)
+        report = analyze_backfill(table, meta, run_id=run_id, jobs=spec, rules=rules, limits=limits,
+                                  calibration=cal)
     except (TraceSourceError, AnalysisError) as exc:
         fail(str(exc))
     write_json(out, report)

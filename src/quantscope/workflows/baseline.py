@@ -25,6 +25,7 @@ from quantscope.runtime import database, market_source, run_backfill
 from quantscope.settings import PROJECT_ROOT
 from quantscope.util.provenance import git_revision, versions
 from quantscope.workflows.outputs import BASELINE_PROFILE, OUTPUTS
+from quantscope.workflows.whatif import WhatIfError, load_calibration
 
 DEFAULT_OUT = Path(OUTPUTS["baseline"])
 DEFAULT_PROFILE = BASELINE_PROFILE
@@ -145,8 +146,9 @@ def run_baseline(settings, plan, tel, opts: BaselineOptions = BaselineOptions(),
     }
     try:
         table = read_spans([str(p) for p in copies], run_id=result.run_id)
-        report = analyze_backfill(table, meta, run_id=result.run_id)
-    except (TraceSourceError, AnalysisError) as e:
+        calibration, _ = load_calibration(None, settings.write_calibration_file)
+        report = analyze_backfill(table, meta, run_id=result.run_id, calibration=calibration)
+    except (TraceSourceError, AnalysisError, WhatIfError) as e:
         raise BaselineError(f"analysis of run {result.run_id} failed: {e}") from e
     if meta["spans_dropped"]:
         msg = f"{meta['spans_dropped']} of {ended} spans were not exported: phase times are incomplete"
