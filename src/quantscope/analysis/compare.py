@@ -17,7 +17,8 @@ import numpy as np
 from .backfill import timeframe_order
 from .conventions import PHASES
 
-__all__ = ["CompareError", "compare_reports", "format_comparison", "speedup_test"]
+__all__ = ["CompareError", "check_prediction", "compare_reports", "detect_change", "format_comparison",
+           "format_prediction", "plan_prediction", "speedup_test"]
 
 _PHASE_KEYS = [*PHASES, "untraced"]
 _LABELS = {"api": "Polygon API", "db": "DB Inserts", "compute": "Feature Compute", "untraced": "Untraced",
@@ -111,9 +112,76 @@ def _delta(b: float, a: float) -> dict[str, Any]:
             "speedup": _ratio(b, a)}
 
 
+# What a run's metadata says about its configuration: (label, metadata key, run attribute, Change field).
+_KNOBS = (
+    ("concurrency", "concurrency", "quantscope.concurrency", "concurrency"),
+    ("write strategy", "strategy", "quantscope.write_strategy", "strategy"),
+    ("rate limit", "rate_limit_per_min", "quantscope.limits.rate_limit_per_min", "rate_limit_per_min"),
+    ("http_concurrency", None, "quantscope.limits.http_concurrency", "http_concurrency"),
+    ("page size", None, "quantscope.page_limit", "page_size"),
+)
+# Differences the replay cannot predict: the work itself or the upstream changed.
+_UNPREDICTABLE = (("simulator profile", "simulator_profile"), ("heavy features", "heavy_features"),
+                  ("target bars", "target_bars"), ("symbols", "symbols"), ("timeframes", "timeframes"),
+                  ("git revision", "git_revision"))
+
+
+def _setting(report: dict[str, Any], key: str | None, attr: str) -> Any:
+    m = report.get("metadata") or {}
+    v = m.get(key) if key else None
+    return v if v is not None else (m.get("run_attributes") or {}).get(attr)
+
+
+def detect_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two runs, from their metadata: the knobs the replay can predict (as
+    Change fields) and the differences it cannot."""
+    change: dict[str, Any] = {}
+    described: list[str] = []
+    for label, key, attr, field in _KNOBS:
+        b, a = _setting(before, key, attr), _setting(after, key, attr)
+        if a is not None and b != a:
+            described.append(f"{label} {b} → {a}")
+            change[field] = 0 if field == "rate_limit_per_min" and a is None else a
+        elif field == "rate_limit_per_min" and b is not None and a is None and key in (after.get("metadata") or {}):
+            described.append(f"{label} {b} → none")
+            change[field] = 0
+    other = []
+    for label, key in _UNPREDICTABLE:
+        b, a = (before.get("metadata") or {}).get(key), (after.get("metadata") or {}).get(key)
+        if b is not None and a is not None and b != a:
+            other.append(label)
+    return {"change": change, "described": described, "unpredictable": other}
+
+
+def plan_prediction(before: dict[str, Any], change: dict[str, Any]) -> dict[str, Any] | None:
+    """The before run's own prediction for `change`, when its plan made one."""
+    for a in ((before.get("plan") or {}).get("actions") or []):
+        if (a.get("prediction") or {}).get("change") == change:
+            return a["prediction"]
+    return None
+
+
+def check_prediction(detected: dict[str, Any], prediction: dict[str, Any] | None, measured_wall: float,
+                     source: str | None, note: str | None = None) -> dict[str, Any]:
+    """The before run's prediction next to what the after run measured."""
+    out: dict[str, Any] = {"change": detected["change"], "described": detected["described"],
+                           "unpredictable": detected["unpredictable"], "source": source,
+                           "measured_wall_seconds": measured_wall, "predicted_wall_seconds": None,
+                           "interval": None, "limited_by": None, "error": None, "within_interval": None,
+                           "note": note}
+    if prediction is not None:
+        pw = float(prediction["predicted_wall_seconds"])
+        lo, hi = prediction["interval"]
+        out.update(predicted_wall_seconds=pw, interval=[lo, hi], limited_by=prediction.get("limited_by"),
+                   error=(pw - measured_wall) / measured_wall if measured_wall else None,
+                   within_interval=bool(lo <= measured_wall <= hi))
+    return out
+
+
 def compare_reports(before: dict[str, Any], after: dict[str, Any], *, n_boot: int = 2000,
-                    seed: int = 0) -> dict[str, Any]:
-    """Compare two `phase_2_backfill_baseline.json` reports (dicts)."""
+                    seed: int = 0, prediction: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compare two `phase_2_backfill_baseline.json` reports (dicts). `prediction`: what the before
+    run predicted for the change between them (check_prediction), when known."""
     _check(before, "before")
     _check(after, "after")
     tb, ta = before["totals"], after["totals"]
@@ -158,6 +226,13 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any], *, n_boot: in
         "changed": bb.get("phase") != ba.get("phase"),
     }
     out["verdict"] = _verdict(out)
+    if prediction is None:
+        detected = detect_change(before, after)
+        prediction = check_prediction(detected, plan_prediction(before, detected["change"]),
+                                      float(ta["duration_seconds"]), "the before run's plan")
+        if prediction["predicted_wall_seconds"] is None:
+            prediction["source"] = None
+    out["prediction"] = prediction
     return out
 
 
@@ -212,4 +287,22 @@ def format_comparison(c: dict[str, Any]) -> list[str]:
     b = c["bottleneck"]
     lines += ["", f"Bottleneck: {b['before_label']} → {b['after_label']}" + (" (changed)" if b["changed"] else ""),
               f"Verdict: {c['verdict']}"]
+    lines += format_prediction(c.get("prediction"))
+    return lines
+
+
+def format_prediction(p: dict[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    what = ", ".join(p["described"]) or "no setting the replay can predict"
+    lines = ["", f"### Prediction check: {what} ###"]
+    if p["unpredictable"]:
+        lines.append(f"also changed (not predictable by the replay): {', '.join(p['unpredictable'])}")
+    if p["predicted_wall_seconds"] is None:
+        lines.append(f"no prediction: {p.get('note') or 'the before run made none for this change'}")
+        return lines
+    lo, hi = p["interval"]
+    lines.append(f"predicted {p['predicted_wall_seconds']:.2f}s ({lo:.2f}–{hi:.2f}s, limited by {p['limited_by']}), "
+                 f"measured {p['measured_wall_seconds']:.2f}s: error {p['error']:+.0%}"
+                 f"{'' if p['within_interval'] else ' (outside the interval)'} [{p['source']}]")
     return lines

@@ -15,7 +15,8 @@ from .whatif import LIMITER_LABELS, Change, ModelError, Prediction, ReplayModel,
 
 __all__ = ["CURVE_POINTS", "make_plan"]
 
-CURVE_POINTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
+CURVE_POINTS = tuple(range(1, 33))
+CURVE_POINTS_LARGE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # runs of many jobs: fewer replays
 WORTH = 1.05  # a predicted speed-up below this is not an action
 KNEE = 1.05  # the smallest concurrency within 5% of the best is where more stops paying
 PLAN_RESAMPLES = 8
@@ -59,7 +60,8 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
                "phase_shares": shares, "strategy": model.strategy,
                "db_rows_per_second": (sum(j.records for j in model.jobs) / report["totals"]["db_seconds"]
                                       if report["totals"].get("db_seconds") else None)})
-    pts = curve(model, [c for c in CURVE_POINTS], calibration=calibration)
+    points = CURVE_POINTS if len(model.jobs) <= 200 else CURVE_POINTS_LARGE
+    pts = curve(model, list(points), calibration=calibration)
     actions: list[dict[str, Any]] = []
     in_place: list[dict[str, str]] = []
     missing: list[str] = []

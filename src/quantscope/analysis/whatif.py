@@ -59,6 +59,7 @@ STRATEGIES = ("row", "values", "copy")
 SPAN_KIND_CLIENT = 3
 CALIBRATION_ROUNDS = 6
 RESAMPLES = 16
+MAX_REPLAY_JOBS = 400  # ~35 ms a replay here; a plan is ~40 replays
 # Retry behaviour of the reference client (config/objectives.yaml backoff section): the replay's
 # 429 handling when the run does not say otherwise.
 BACKOFF_SCHEDULE = (1.0, 5.0, 30.0, 300.0)
@@ -180,10 +181,14 @@ class ReplayModel:
     latency_fit: tuple[float, float]  # seconds per request, seconds per record
     calibration_error: float = 0.0  # |replay - recorded| / recorded after calibration
     notes: list[str] = field(default_factory=list)
+    scale: float = 1.0  # jobs in the run per job replayed (large runs replay a systematic sample)
 
     @property
     def replayed_wall_seconds(self) -> float:
-        return self.head + self.tail + simulate(self, Change()).wall_seconds
+        return self.wall(simulate(self, Change()))
+
+    def wall(self, res: ReplayResult) -> float:
+        return self.head + self.tail + res.wall_seconds * self.scale
 
     def evidence(self) -> dict[str, Any]:
         n = len(self.jobs)
@@ -420,11 +425,17 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
                     db_latency=float(db_wait[k] - db_server[k]), other=float(other[k]),
                     observed={PHASE_API: float(api_w[k]), PHASE_DB: float(db_w[k]), PHASE_COMPUTE: float(comp_w[k])})
             for k in range(n)]
+    scale = 1.0
+    if len(work) > MAX_REPLAY_JOBS:  # the replay is per event: a sample keeps a plan under a second
+        step = math.ceil(len(work) / MAX_REPLAY_JOBS)
+        scale = len(work) / len(work[::step])
+        work = [replace(j, order=k) for k, j in enumerate(work[::step])]
+        notes.append(f"{n} jobs: every {step}th job replayed, wall clock scaled by {scale:.2f}")
     strategy = meta.get("strategy") if isinstance(meta.get("strategy"), str) else None
     strategy = strategy or (run_attrs.get(ATTR_STRATEGY) if isinstance(run_attrs.get(ATTR_STRATEGY), str) else None)
     model = ReplayModel(jobs=work, workers=workers, limits=replace(lim, assumed=tuple(assumed)), strategy=strategy,
                         head=head, tail=tail, gap=gap, wall_seconds=float(report["totals"]["duration_seconds"]),
-                        cpu=cpu_info, latency_fit=_latency_fit(per_req), notes=notes)
+                        cpu=cpu_info, latency_fit=_latency_fit(per_req), notes=notes, scale=scale)
     _calibrate(model)
     return model
 
@@ -613,16 +624,14 @@ def predict(model: ReplayModel, change: Change, *, calibration: dict[str, Any] |
     """The replayed wall clock under `change`, with an interval: the jobs resampled (bootstrap)
     and widened by what the model got wrong replaying the run itself."""
     res = simulate(model, change, calibration=calibration)
-    edges = model.head + model.tail
-    wall = res.wall_seconds + edges
+    wall = model.wall(res)
     walls = []
     rng = np.random.default_rng(seed)
     n = len(model.jobs)
     for _ in range(resamples if n > 1 else 0):
         pick = np.sort(rng.integers(0, n, n))
-        walls.append(simulate(model, change, calibration=calibration,
-                              jobs=[replace(model.jobs[i], order=k) for k, i in enumerate(pick.tolist())]).wall_seconds
-                     + edges)
+        walls.append(model.wall(simulate(model, change, calibration=calibration,
+                                         jobs=[replace(model.jobs[i], order=k) for k, i in enumerate(pick.tolist())])))
     err = max(model.calibration_error, 0.02)
     lo, hi = (float(np.quantile(walls, 0.05)), float(np.quantile(walls, 0.95))) if walls else (wall, wall)
     lo, hi = min(lo, wall) * (1 - err), max(hi, wall) * (1 + err)
@@ -640,6 +649,6 @@ def curve(model: ReplayModel, concurrencies: range | list[int] = range(1, 33), *
     for c in concurrencies:
         res = simulate(model, Change(concurrency=c), calibration=calibration)
         lim, _ = _limiter(res, c, len(model.jobs))
-        out.append({"concurrency": c, "predicted_wall_seconds": res.wall_seconds + model.head + model.tail,
+        out.append({"concurrency": c, "predicted_wall_seconds": model.wall(res),
                     "limited_by": lim})
     return out

@@ -199,8 +199,14 @@ def compare_command(
     before, after = _absolute(before), _absolute(after)
     out = _absolute(out) if out is not None else None
     b, a = _load_report(before), _load_report(after)
+    from quantscope.settings import get_settings
+    from quantscope.workflows.whatif import WhatIfError, load_calibration, prediction_check
+
     try:
-        result = compare_reports(b, a)
+        cal, _ = load_calibration(None, get_settings().write_calibration_file)
+        result = compare_reports(b, a, prediction=prediction_check(b, before, a, calibration=cal))
+    except WhatIfError as exc:
+        fail(str(exc))
     except CompareError as exc:
         fail(str(exc).replace("before:", f"{before}:").replace("after:", f"{after}:"))
     result["before"]["path"], result["after"]["path"] = str(before), str(after)

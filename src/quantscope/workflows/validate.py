@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from quantscope.analysis.backfill import AnalysisError, analyze_backfill
 from quantscope.analysis.compare import CompareError, compare_reports
+from quantscope.workflows.whatif import WhatIfError, load_calibration, prediction_check
 from quantscope.analysis.load import LoadReportError, format_summary
 from quantscope.analysis.phases import JobSpec, PhaseRules
 from quantscope.analysis.report import render_report
@@ -149,7 +150,8 @@ def run_validate(settings: Any, plan: Any, opts: ValidateOptions, out_dir: Path,
     if opts.compare_to is not None:
         before = load_run(opts.compare_to)
         load_before = before["load"]
-        res.comparison = _compare(before, res.baseline, opts.compare_to, out_dir, res.errors)
+        res.comparison = _compare(before, res.baseline, opts.compare_to, out_dir, res.errors,
+                                  settings.write_calibration_file)
     res.duration_s = time.monotonic() - t0
     res.run = {"run_id": run_id, "started": started, "duration_seconds": round(res.duration_s, 2),
                "options": _options(opts, plan), "parts": list(opts.parts), "errors": res.errors,
@@ -173,13 +175,16 @@ def _options(opts: ValidateOptions, plan: Any) -> dict[str, Any]:
 
 
 def _compare(before: dict[str, Any], baseline: dict[str, Any] | None, compare_to: Path, out_dir: Path,
-             errors: dict[str, str]) -> dict[str, Any] | None:
+             errors: dict[str, str], calibration_file: Path | None = None) -> dict[str, Any] | None:
     if not (before["baseline"] and baseline):
         errors["compare"] = "both runs need a backfill baseline to compare"
         return None
     try:
-        comparison = compare_reports(before["baseline"], baseline)
-    except CompareError as e:
+        path = compare_to / OUTPUTS["baseline"]
+        cal, _ = load_calibration(None, calibration_file)
+        comparison = compare_reports(before["baseline"], baseline,
+                                     prediction=prediction_check(before["baseline"], path, baseline, calibration=cal))
+    except (CompareError, WhatIfError) as e:
         errors["compare"] = str(e)
         return None
     comparison["before"]["path"] = str(compare_to / OUTPUTS["baseline"])

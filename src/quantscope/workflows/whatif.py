@@ -119,3 +119,30 @@ def run_whatif(report_path: Path, change: Change, *, traces: list[str] | None = 
     except ModelError as exc:
         raise WhatIfError(str(exc)) from None
     return WhatIf(report, model, prediction, source)
+
+
+def prediction_check(before: dict[str, Any], before_path: Path, after: dict[str, Any], *,
+                     calibration: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The before run's prediction for what changed, next to the after run's wall clock: from the
+    before run's plan when it made one, else replayed afresh from its spans, else why not."""
+    from quantscope.analysis.compare import check_prediction, detect_change, plan_prediction
+
+    try:
+        measured = float(after["totals"]["duration_seconds"])
+        detected = detect_change(before, after)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # not reports: compare_reports says what is wrong
+    if not isinstance(before.get("totals"), dict):
+        return None
+    if not detected["change"]:
+        return check_prediction(detected, None, measured, None, "no setting the replay predicts changed")
+    found = plan_prediction(before, detected["change"])
+    if found is not None:
+        return check_prediction(detected, found, measured, "the before run's plan")
+    try:
+        change = Change(**detected["change"])
+        model = model_for(before, before_path)
+        p = predict(model, change, calibration=calibration)
+    except (WhatIfError, ModelError, TypeError) as exc:
+        return check_prediction(detected, None, measured, None, str(exc))
+    return check_prediction(detected, p.as_dict(), measured, "replayed from the before run's spans")

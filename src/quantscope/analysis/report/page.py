@@ -14,6 +14,7 @@ from .fmt import (
 from .sections import (
     section_backfill,
     section_compare,
+    section_plan,
     section_load,
     section_objectives,
     section_verdict,
@@ -83,7 +84,7 @@ def render_report(*, baseline: dict[str, Any] | None = None, load: dict[str, Any
     rev = dig(baseline, "metadata", "git_revision")
     if rev:
         meta.append(f"git {esc(str(rev)[:12])}")
-    nav = ['<a href="#verdict">Verdict</a>', '<a href="#backfill">Backfill</a>', '<a href="#load">Load</a>',
+    nav = ['<a href="#verdict">Verdict</a>', '<a href="#backfill">Backfill</a>', '<a href="#plan">Plan</a>', '<a href="#load">Load</a>',
            '<a href="#objectives">Objectives</a>']
     if comparison or load_before or run.get("compare_to"):
         nav.append('<a href="#compare">Before/after</a>')
@@ -99,6 +100,7 @@ def render_report(*, baseline: dict[str, Any] | None = None, load: dict[str, Any
         f"<nav>{''.join(nav)}</nav><main>",
         section_verdict(baseline, load, rto_rpo, comparison),
         section_backfill(baseline, job_intervals, errors.get("backfill")),
+        section_plan(baseline),
         section_load(load, errors.get("load")),
         section_objectives(rto_rpo, errors.get("rto_rpo")),
         section_compare(comparison, load, load_before, run.get("compare_to"), errors.get("compare")),

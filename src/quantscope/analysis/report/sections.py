@@ -335,6 +335,53 @@ def section_backfill(baseline: dict[str, Any] | None, intervals: Sequence[dict[s
     return _closed(out)
 
 
+def section_plan(baseline: dict[str, Any] | None) -> str:
+    """The Phase 3 plan: each action predicted by replaying the run, and the concurrency curve."""
+    plan = (baseline or {}).get("plan")
+    if not plan:
+        return ""
+    out = ['<section id="plan"><h2>Phase 3 plan (predicted from this run)</h2>']
+    if not plan.get("available"):
+        out.append(_not_run("Plan", plan.get("reason")))
+        return _closed(out)
+    base = as_float(plan.get("baseline_wall_seconds"))
+    out.append(f'<p class="sub">Each action is this run\'s jobs replayed under the change (discrete-event model: '
+               f'the run\'s limits, CPU and latencies). Recorded wall clock {fmt_s(base)}, replayed '
+               f'{fmt_s(plan.get("replayed_wall_seconds"))} (model error on the run itself '
+               f'{fmt_pct(plan.get("calibration_error"))}).</p>')
+    actions = plan.get("actions") or []
+    if actions:
+        out.append(_table(["#", "action", "knob", "predicted wall clock", "speed-up", "then limited by", "stops paying"], (
+            [esc(a.get("rank")), esc(a.get("action")) + (" <i>(what the phase is worth)</i>" if a.get("hypothetical") else ""),
+             f"<code>{esc(a.get('knob'))}={esc(a.get('value'))}</code>",
+             f"{fmt_s(a.get('predicted_wall_seconds'))} ({fmt_s(dig(a, 'prediction', 'interval', default=[None])[0])}–"
+             f"{fmt_s(dig(a, 'prediction', 'interval', default=[None, None])[1])})",
+             f"{as_float(a.get('speedup')) or 0:.2f}×", esc(dig(a, "prediction", "limited_by_label", default=a.get("limited_by"))),
+             esc(a.get("stops_paying") or "")] for a in actions), "num"))
+    else:
+        out.append("<p>No action is predicted to make this run faster by 5% or more.</p>")
+    in_place = plan.get("in_place") or []
+    if in_place:
+        out.append("<p><b>Already in place (not recommended again):</b></p>"
+                   + _bullets([f"{p.get('action')} — {p.get('reason')}" for p in in_place]))
+    curve = plan.get("curve") or []
+    if curve:
+        pts = [(float(c["concurrency"]), float(c["predicted_wall_seconds"])) for c in curve]
+        out.append("<h3>Predicted wall clock against concurrency</h3>")
+        out.append(line_chart("Predicted backfill wall clock for 1 to 32 workers (replay of this run)",
+                              [("predicted wall clock", PHASE_COLORS["api"], pts)], x_label="workers (concurrency)",
+                              y_label="wall clock (s)",
+                              hlines=[(base, "this run", MUTED)] if base else ()))
+    limits = plan.get("limits") or {}
+    assumed = limits.get("assumed") or []
+    notes = [*(plan.get("missing") or []), *(plan.get("notes") or [])]
+    if assumed:
+        notes.insert(0, "Assumed (the trace does not record them): " + "; ".join(assumed))
+    if notes:
+        out.append(_bullets(notes, "caveats"))
+    return _closed(out)
+
+
 def section_load(load: dict[str, Any] | None, error: str | None = None) -> str:
     head = '<section id="load"><h2>Load test</h2>'
     if not load:
@@ -554,6 +601,20 @@ def section_compare(comparison: dict[str, Any] | None, load: dict[str, Any] | No
             t = tfs[c].get("test") or {}
             frows.append({"label": f"timeframe {c}", "speedup": t.get("speedup"), "lo": t.get("ci_low"), "hi": t.get("ci_high"),
                           "significant": t.get("significant")})
+        pc = comparison.get("prediction") or {}
+        if pc:
+            what = ", ".join(pc.get("described") or []) or "no setting the replay predicts"
+            if pc.get("predicted_wall_seconds") is not None:
+                lo, hi = pc.get("interval") or (None, None)
+                out.append(f'<p><b>Prediction check ({esc(what)}):</b> the before run predicted '
+                           f'{fmt_s(pc.get("predicted_wall_seconds"))} ({fmt_s(lo)}–{fmt_s(hi)}); measured '
+                           f'{fmt_s(pc.get("measured_wall_seconds"))}, error {as_float(pc.get("error")) or 0:+.0%}'
+                           f'{"" if pc.get("within_interval") else " (outside the interval)"} — {esc(pc.get("source"))}.</p>')
+            else:
+                out.append(f'<p><b>Prediction check ({esc(what)}):</b> no prediction — {esc(pc.get("note") or "")}.</p>')
+            if pc.get("unpredictable"):
+                out.append(f'<p class="note">Also changed, not predictable by the replay: '
+                           f'{esc(", ".join(pc["unpredictable"]))}.</p>')
         out.append("<h3>Speed-up with 95% confidence intervals</h3>")
         out.append(forest("Speed-up per phase and timeframe with 95% bootstrap confidence intervals", frows))
         if jt.get("method"):
