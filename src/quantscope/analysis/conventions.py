@@ -31,9 +31,14 @@ ATTR_LIMIT_THREADS = "quantscope.limits.worker_threads"
 ATTR_LIMIT_DB_POOL = "quantscope.limits.db_pool"
 ATTR_LIMIT_RATE = "quantscope.limits.rate_limit_per_min"
 ATTR_PAGE_LIMIT = "quantscope.page_limit"
+ATTR_GIL_SWITCH = "quantscope.limits.gil_switch_interval"  # CPython's sys.getswitchinterval()
 ATTR_PROCESS_CPU = "quantscope.process.cpu_seconds"  # all threads of the backfill process
 ATTR_HOST_CPU = "quantscope.host.cpu_seconds"  # every process on the host (the DB server's share)
 ATTR_HEAVY = "quantscope.heavy_features"
+# Claiming jobs (between two jobs of a worker, outside job spans): count, wall and thread CPU.
+ATTR_CLAIMS = "quantscope.claims"
+ATTR_CLAIM_SECONDS = "quantscope.claim.seconds"
+ATTR_CLAIM_CPU = "quantscope.claim.cpu_seconds"
 # On phase spans that run in a worker thread: that thread's CPU time.
 ATTR_CPU_SECONDS = "quantscope.cpu_seconds"
 ATTR_PAGES = "quantscope.pages"

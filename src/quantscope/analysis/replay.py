@@ -10,9 +10,11 @@ A program is a generator that yields requests and receives answers:
 * `Acquire(name)` / `Release(name)`: a counting semaphore (HTTP client slots, the thread pool,
   the DB pool); waiters are served first come, first served.
 * `Delay(seconds, tag)`: time that needs no CPU here (the network, a remote server, a sleep).
-* `Cpu(seconds, kind)`: CPU work, processor-shared. `kind="gil"` is Python work of the process:
-  all of it together runs on at most one core (the GIL). `kind="host"` is work of another
-  process on the same host (the database server). Both share `cores`.
+* `Cpu(seconds, kind)`: CPU work. `kind="gil"` is Python work of the process: one thread at a
+  time holds the GIL, the others queue for it, and a holder that runs longer than the switch
+  interval (CPython's `sys.getswitchinterval()`, 5 ms) is made to hand it to the next waiter.
+  `kind="host"` is work of another process on the same host (the database server) or of a
+  process without a GIL: each task may use a core. The GIL holder and host work share `cores`.
 * `Now()`: the replay's clock, in seconds.
 * `Request()`: one upstream request through the rate limiter; the answer is `None` when it may go,
   or the seconds the upstream asks to wait (HTTP 429 with Retry-After).
@@ -86,151 +88,30 @@ class _Sem:
 
 
 class Replay:
-    """One shared environment: cores, semaphores and an optional upstream rate limit."""
+    """One shared environment: cores, semaphores, the GIL and an optional upstream rate limit."""
 
-    def __init__(self, *, cores: float, semaphores: dict[str, int], rate_limit_per_min: float | None = None):
+    def __init__(self, *, cores: float, semaphores: dict[str, int], rate_limit_per_min: float | None = None,
+                 gil_switch_s: float = 0.005):
         if cores <= 0:
             raise ValueError("cores must be > 0")
         self.cores = float(cores)
         self.capacities = {k: int(v) for k, v in semaphores.items()}
         self.rate_limit = rate_limit_per_min
+        self.gil_switch_s = gil_switch_s if gil_switch_s > 0 else math.inf
 
     def run(self, jobs: Iterable[Callable[[], Program]], workers: int) -> ReplayResult:
         """`workers` workers take `jobs` (each a zero-argument function returning a program) in
         order, one at a time each; the result is the time until the last one finishes."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
-        queue = deque(jobs)
-        sems = {k: _Sem(v) for k, v in self.capacities.items()}
-        waits: dict[str, float] = {}
-        busy: dict[str, float] = {}
-        window: deque[float] = deque()
-        t = 0.0
-        delays: list[tuple[float, int, int]] = []  # (end, seq, worker)
-        cpu: dict[int, list[Any]] = {}  # worker -> [kind, remaining, started, work]
-        gens: dict[int, Program] = {}
-        job_start: dict[int, float] = {}
-        queued_at: dict[int, float] = {}
-        finished: list[float] = []
-        result = ReplayResult(0.0, waits, busy, 0.0, finished=finished)
-        seq = 0
+        return _Run(self, deque(jobs), workers).go()
 
-        def add(d: dict[str, float], k: str, v: float) -> None:
-            d[k] = d.get(k, 0.0) + v
+    def rate(self, n_host: int, holder: bool) -> float:
+        """Speed of each running CPU task: the GIL holder and host tasks share the cores."""
+        want = n_host + (1 if holder else 0)
+        return min(1.0, self.cores / want) if want else 1.0
 
-        def start_next(w: int) -> bool:
-            if not queue:
-                gens.pop(w, None)
-                return False
-            gens[w] = queue.popleft()()
-            job_start[w] = t
-            return True
-
-        def step(w: int, answer: Any = None) -> None:
-            """Drive worker w until it blocks on something that takes time."""
-            nonlocal seq
-            while True:
-                try:
-                    req = gens[w].send(answer)
-                except StopIteration:
-                    result.job_seconds += t - job_start[w]
-                    finished.append(t)
-                    if not start_next(w):
-                        return
-                    answer = None
-                    continue
-                answer = None
-                if isinstance(req, Delay):
-                    if req.seconds <= 0:
-                        continue
-                    seq += 1
-                    heapq.heappush(delays, (t + req.seconds, seq, w))
-                    if req.tag != "latency":
-                        add(waits, req.tag, req.seconds)
-                    return
-                if isinstance(req, Cpu):
-                    if req.seconds <= 0:
-                        continue
-                    cpu[w] = [req.kind, req.seconds, t, req.seconds]
-                    return
-                if isinstance(req, Acquire):
-                    s = sems.get(req.name)
-                    if s is None:  # no such limit in this environment
-                        continue
-                    if s.used < s.capacity and not s.queue:
-                        s.used += 1
-                        continue
-                    s.queue.append(w)
-                    queued_at[w] = t
-                    return
-                if isinstance(req, Release):
-                    s = sems.get(req.name)
-                    if s is None:
-                        continue
-                    if s.queue:  # hand the slot over: the waiter resumes at once
-                        nxt = s.queue.popleft()
-                        add(waits, req.name, t - queued_at.pop(nxt))
-                        ready.append(nxt)
-                    else:
-                        s.used -= 1
-                    continue
-                if isinstance(req, Now):
-                    answer = t
-                    continue
-                if isinstance(req, Request):
-                    result.requests += 1
-                    answer = self._admit(window, t)
-                    if answer is not None:
-                        result.rejected += 1
-                    continue
-                raise TypeError(f"unknown replay request {req!r}")
-
-        ready: list[int] = []
-        for w in range(workers):
-            if start_next(w):
-                ready.append(w)
-        while True:
-            while ready:
-                step(ready.pop(0))
-            if not delays and not cpu:
-                break
-            rates = self._rates(cpu)
-            dt = delays[0][0] - t if delays else math.inf
-            for w, (kind, rem, _, _) in cpu.items():
-                r = rates[kind]
-                if r > 0:
-                    dt = min(dt, rem / r)
-            dt = max(dt, 0.0)
-            for w, c in cpu.items():
-                c[1] -= rates[c[0]] * dt
-            for kind in ("gil", "host"):
-                n = sum(1 for c in cpu.values() if c[0] == kind)
-                if n:
-                    add(busy, kind, rates[kind] * n * dt)
-            t += dt
-            for sname, s in sems.items():
-                add(busy, sname, s.used * dt)
-            done = [w for w, c in cpu.items() if c[1] <= 1e-12]
-            for w in done:
-                kind, _, started, work = cpu.pop(w)
-                add(waits, f"cpu:{kind}", max(0.0, (t - started) - work))
-                ready.append(w)
-            while delays and delays[0][0] <= t + 1e-12:
-                ready.append(heapq.heappop(delays)[2])
-        result.wall_seconds = t
-        return result
-
-    def _rates(self, cpu: dict[int, list[Any]]) -> dict[str, float]:
-        """Per-task CPU rate: Python work shares one core (the GIL), host work gets a core each,
-        and all of it together shares `cores` in proportion to the cores it asks for."""
-        n_g = sum(1 for c in cpu.values() if c[0] == "gil")
-        n_h = len(cpu) - n_g
-        want_g = 1.0 if n_g else 0.0
-        want = want_g + n_h
-        scale = min(1.0, self.cores / want) if want else 1.0
-        return {"gil": (want_g * scale / n_g) if n_g else 0.0, "host": scale}
-
-    def _admit(self, window: deque[float], t: float) -> float | None:
+    def admit(self, window: deque[float], t: float) -> float | None:
         """Polygon's sliding minute: None when the request may go, else Retry-After seconds."""
         if self.rate_limit is None:
             return None
@@ -240,3 +121,155 @@ class Replay:
             return float(max(1, math.ceil(window[0] + WINDOW_S - t)))
         window.append(t)
         return None
+
+
+class _Run:
+    """The state of one replay."""
+
+    def __init__(self, env: Replay, queue: deque, workers: int):
+        self.env = env
+        self.queue = queue
+        self.t = 0.0
+        self.seq = 0
+        self.sems = {k: _Sem(v) for k, v in env.capacities.items()}
+        self.window: deque[float] = deque()
+        self.delays: list[tuple[float, int, int]] = []  # (end, seq, worker)
+        self.host: dict[int, list[float]] = {}  # worker -> [remaining, started, work]
+        self.holder: int | None = None  # the GIL
+        self.held: list[float] = [0.0, 0.0, 0.0, 0.0]  # remaining, started, work, quantum end
+        self.gil_queue: deque[tuple[int, float, float, float]] = deque()  # (worker, remaining, started, work)
+        self.gens: dict[int, Program] = {}
+        self.job_start: dict[int, float] = {}
+        self.queued_at: dict[int, float] = {}
+        self.ready: list[int] = [w for w in range(workers) if self.start_next(w)]
+        self.res = ReplayResult(0.0, {}, {}, 0.0)
+
+    def add(self, d: dict[str, float], k: str, v: float) -> None:
+        d[k] = d.get(k, 0.0) + v
+
+    def start_next(self, w: int) -> bool:
+        if not self.queue:
+            self.gens.pop(w, None)
+            return False
+        self.gens[w] = self.queue.popleft()()
+        self.job_start[w] = self.t
+        return True
+
+    def take_gil(self, w: int, remaining: float, started: float, work: float) -> None:
+        self.holder = w
+        self.held = [remaining, started, work, self.t + self.env.gil_switch_s]
+
+    def step(self, w: int, answer: Any = None) -> None:
+        """Drive worker w until it blocks on something that takes time."""
+        t = self.t
+        while True:
+            try:
+                req = self.gens[w].send(answer)
+            except StopIteration:
+                self.res.job_seconds += t - self.job_start[w]
+                self.res.finished.append(t)
+                if not self.start_next(w):
+                    return
+                answer = None
+                continue
+            answer = None
+            if isinstance(req, Delay):
+                if req.seconds <= 0:
+                    continue
+                self.seq += 1
+                heapq.heappush(self.delays, (t + req.seconds, self.seq, w))
+                if req.tag != "latency":
+                    self.add(self.res.waits, req.tag, req.seconds)
+                return
+            if isinstance(req, Cpu):
+                if req.seconds <= 0:
+                    continue
+                if req.kind == "host":
+                    self.host[w] = [req.seconds, t, req.seconds]
+                elif self.holder is None:
+                    self.take_gil(w, req.seconds, t, req.seconds)
+                else:
+                    self.gil_queue.append((w, req.seconds, t, req.seconds))
+                return
+            if isinstance(req, Acquire):
+                s = self.sems.get(req.name)
+                if s is None:  # no such limit in this environment
+                    continue
+                if s.used < s.capacity and not s.queue:
+                    s.used += 1
+                    continue
+                s.queue.append(w)
+                self.queued_at[w] = t
+                return
+            if isinstance(req, Release):
+                s = self.sems.get(req.name)
+                if s is None:
+                    continue
+                if s.queue:  # hand the slot over: the waiter resumes at once
+                    nxt = s.queue.popleft()
+                    self.add(self.res.waits, req.name, t - self.queued_at.pop(nxt))
+                    self.ready.append(nxt)
+                else:
+                    s.used -= 1
+                continue
+            if isinstance(req, Now):
+                answer = t
+                continue
+            if isinstance(req, Request):
+                self.res.requests += 1
+                answer = self.env.admit(self.window, t)
+                if answer is not None:
+                    self.res.rejected += 1
+                continue
+            raise TypeError(f"unknown replay request {req!r}")
+
+    def cpu_done(self, w: int, started: float, work: float, kind: str) -> None:
+        self.add(self.res.waits, f"cpu:{kind}", max(0.0, (self.t - started) - work))
+        self.ready.append(w)
+
+    def go(self) -> ReplayResult:
+        res = self.res
+        while True:
+            while self.ready:
+                self.step(self.ready.pop(0))
+            if not self.delays and not self.host and self.holder is None:
+                break
+            r = self.env.rate(len(self.host), self.holder is not None)
+            dt = self.delays[0][0] - self.t if self.delays else math.inf
+            for rem, _, _ in self.host.values():
+                dt = min(dt, rem / r)
+            if self.holder is not None:
+                dt = min(dt, self.held[0] / r)
+                if self.gil_queue:
+                    dt = min(dt, max(self.held[3] - self.t, 0.0))
+            dt = max(dt, 0.0)
+            for c in self.host.values():
+                c[0] -= r * dt
+            if self.host:
+                self.add(res.busy, "cpu:host", r * len(self.host) * dt)
+            if self.holder is not None:
+                self.held[0] -= r * dt
+                self.add(res.busy, "cpu:gil", r * dt)
+            self.t += dt
+            for s_name, s in self.sems.items():
+                self.add(res.busy, s_name, s.used * dt)
+            for w in [w for w, c in self.host.items() if c[0] <= 1e-12]:
+                _, started, work = self.host.pop(w)
+                self.cpu_done(w, started, work, "host")
+            if self.holder is not None:
+                w = self.holder
+                if self.held[0] <= 1e-12:
+                    self.cpu_done(w, self.held[1], self.held[2], "gil")
+                    self.holder = None
+                elif self.gil_queue and self.t >= self.held[3] - 1e-12:
+                    # the switch interval is up and someone waits: the holder goes to the back
+                    self.gil_queue.append((w, self.held[0], self.held[1], self.held[2]))
+                    self.holder = None
+                if self.holder is None and self.gil_queue:
+                    self.take_gil(*self.gil_queue.popleft())
+                elif self.holder is not None and self.t >= self.held[3]:
+                    self.held[3] = self.t + self.env.gil_switch_s
+            while self.delays and self.delays[0][0] <= self.t + 1e-12:
+                self.ready.append(heapq.heappop(self.delays)[2])
+        res.wall_seconds = self.t
+        return res

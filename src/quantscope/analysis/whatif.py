@@ -30,8 +30,12 @@ import numpy as np
 from .attribution import Attribution, attribute
 from .conventions import (
     ATTR_BACKOFF_SECONDS,
+    ATTR_CLAIM_CPU,
+    ATTR_CLAIM_SECONDS,
+    ATTR_CLAIMS,
     ATTR_CONCURRENCY,
     ATTR_CPU_SECONDS,
+    ATTR_GIL_SWITCH,
     ATTR_HOST_CPU,
     ATTR_LIMIT_CORES,
     ATTR_LIMIT_DB_POOL,
@@ -175,13 +179,15 @@ class ReplayModel:
     strategy: str | None
     head: float  # run start -> first job
     tail: float  # last job -> run end
-    gap: float  # a worker's time between jobs (claiming the next one)
+    gap: float  # a worker's time between jobs (claiming the next one): latency part
     wall_seconds: float  # recorded
     cpu: dict[str, float | None]
     latency_fit: tuple[float, float]  # seconds per request, seconds per record
     calibration_error: float = 0.0  # |replay - recorded| / recorded after calibration
     notes: list[str] = field(default_factory=list)
     scale: float = 1.0  # jobs in the run per job replayed (large runs replay a systematic sample)
+    gil_switch_s: float = 0.0  # CPython's switch interval when the run is a Python process, else 0
+    gap_cpu: float = 0.0  # the claim's Python CPU (the rest of the gap is its DB round trip)
 
     @property
     def replayed_wall_seconds(self) -> float:
@@ -411,6 +417,10 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
         other_cpu = max(0.0, cpu_info["host"] - cpu_info["process"])
         db_server = np.minimum(other_cpu * db_wait / db_wait.sum(), 0.9 * db_wait)
     api_latency = np.maximum(api_w - api_cpu - backoff, 0.0)
+    gil_switch = _num(run_attrs.get(ATTR_GIL_SWITCH)) or 0.0
+    if not gil_switch:
+        assumed.append("the service's CPU work runs on all cores (no GIL recorded: "
+                       f"{ATTR_GIL_SWITCH} on the run span)")
 
     per_req = [(int(records[k] / requests[k]), float(api_latency[k] / requests[k])) for k in range(n)]
     run = report.get("run") or {}
@@ -419,6 +429,12 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     rs = (run.get("start_unix_nano") or 0) / 1e9 or float(s_ns.min())
     re_ = (run.get("end_unix_nano") or 0) / 1e9 or float(e_ns.max())
     gap, head, tail = _gap_and_edges(s_ns, e_ns, workers, rs, re_)
+    gap_cpu = 0.0
+    claims = _num(run_attrs.get(ATTR_CLAIMS))
+    if claims:  # the runner measured its claims: wall and thread CPU, per claim
+        gap = (_num(run_attrs.get(ATTR_CLAIM_SECONDS)) or gap * claims) / claims
+        gap_cpu = min((_num(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0) / claims, gap)
+        gap -= gap_cpu
     work = [JobWork(order=k, records=int(records[k]), requests=int(requests[k]), api_latency=float(api_latency[k]),
                     api_cpu=float(api_cpu[k]), backoff=float(backoff[k]), compute_cpu=float(comp_cpu[k]),
                     compute_wait=0.0, db_cpu=float(db_cpu[k]), db_server=float(db_server[k]),
@@ -435,7 +451,8 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     strategy = strategy or (run_attrs.get(ATTR_STRATEGY) if isinstance(run_attrs.get(ATTR_STRATEGY), str) else None)
     model = ReplayModel(jobs=work, workers=workers, limits=replace(lim, assumed=tuple(assumed)), strategy=strategy,
                         head=head, tail=tail, gap=gap, wall_seconds=float(report["totals"]["duration_seconds"]),
-                        cpu=cpu_info, latency_fit=_latency_fit(per_req), notes=notes, scale=scale)
+                        cpu=cpu_info, latency_fit=_latency_fit(per_req), notes=notes, scale=scale, gap_cpu=gap_cpu,
+                        gil_switch_s=gil_switch)
     _calibrate(model)
     return model
 
@@ -495,6 +512,7 @@ class _Plan:
     page_size: int | None
     latency_fit: tuple[float, float]
     replay_backoff: bool  # the recorded backoff is replayed as is (no rate limit is modelled)
+    kind: str  # the process's CPU: "gil" (CPython) or "host" (no GIL known: a core per task)
 
 
 def _requests(j: JobWork, p: _Plan) -> tuple[int, float]:
@@ -508,12 +526,13 @@ def _requests(j: JobWork, p: _Plan) -> tuple[int, float]:
     return n, max(j.api_latency - j.requests * a, 0.0) + n * a
 
 
-def _program(j: JobWork, p: _Plan, gap: float, breaker: _Breaker,
+def _program(j: JobWork, p: _Plan, gap: tuple[float, float], breaker: _Breaker,
              observe: dict[int, dict[str, float]] | None) -> Callable[[], Program]:
     def run() -> Iterator[Any]:
-        if gap > 0:  # claiming the job: a round trip from a worker thread
+        if gap[0] > 0 or gap[1] > 0:  # claiming the job from a worker thread: Python, then the DB
             yield Acquire("threads")
-            yield Delay(gap)
+            yield Cpu(gap[1], p.kind)
+            yield Delay(gap[0])
             yield Release("threads")
         t0 = yield Now()
         n_req, latency = _requests(j, p)
@@ -540,17 +559,17 @@ def _program(j: JobWork, p: _Plan, gap: float, breaker: _Breaker,
             yield Delay(min(wait, BACKOFF_SCHEDULE[-1]), "rate_limit")
         if p.replay_backoff and j.backoff:
             yield Delay(j.backoff, "backoff")
-        yield Cpu(j.api_cpu / p.api)
+        yield Cpu(j.api_cpu / p.api, p.kind)
         t1 = yield Now()
         yield Acquire("threads")
-        yield Cpu(j.compute_cpu / p.compute)
+        yield Cpu(j.compute_cpu / p.compute, p.kind)
         yield Delay(j.compute_wait / p.compute)
         yield Release("threads")
         t2 = yield Now()
         yield Acquire("threads")
         yield Acquire("db_pool")
         k = p.db_ratio / p.db
-        yield Cpu(j.db_cpu * k)
+        yield Cpu(j.db_cpu * k, p.kind)
         yield Cpu(j.db_server * k, "host")
         yield Delay(j.db_latency * k)
         yield Release("db_pool")
@@ -600,11 +619,14 @@ def simulate(model: ReplayModel, change: Change, *, calibration: dict[str, Any] 
     sems = {k: v for k, v in (("http", http), ("threads", lim.threads), ("db_pool", lim.db_pool)) if v}
     plan = _Plan(api=change.api_speedup, db=change.db_speedup, compute=change.compute_speedup,
                  db_ratio=strategy_ratio(model, change, calibration), page_size=change.page_size,
-                 latency_fit=model.latency_fit, replay_backoff=rate is None)
+                 latency_fit=model.latency_fit,
+                 # recorded waits on 429s replay as they were, unless the limit is modelled or lifted
+                 replay_backoff=rate is None and change.rate_limit_per_min is None,
+                 kind="gil" if model.gil_switch_s else "host")
     breaker = _Breaker()
-    env = Replay(cores=lim.cores, semaphores=sems, rate_limit_per_min=rate)
+    env = Replay(cores=lim.cores, semaphores=sems, rate_limit_per_min=rate, gil_switch_s=model.gil_switch_s)
     work = model.jobs if jobs is None else jobs
-    return env.run([_program(j, plan, model.gap, breaker, observe) for j in work],
+    return env.run([_program(j, plan, (model.gap, model.gap_cpu), breaker, observe) for j in work],
                    change.concurrency or model.workers)
 
 

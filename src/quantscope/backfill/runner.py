@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -68,12 +69,31 @@ class RunPlan:
 
 
 @dataclass
+class ClaimTimes:
+    """What claiming jobs cost the workers (the time between two jobs, outside job spans)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def add(self, seconds: float, cpu: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.cpu_seconds += cpu
+
+    def attributes(self) -> dict[str, float]:
+        return {names.ATTR_CLAIMS: self.count, names.ATTR_CLAIM_SECONDS: self.seconds,
+                names.ATTR_CLAIM_CPU: self.cpu_seconds}
+
+
+@dataclass
 class RunResult:
     run_id: str
     resumed: bool
     outcomes: list[JobOutcome] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    claims: ClaimTimes = field(default_factory=ClaimTimes)
 
     @property
     def records_fetched(self) -> int:
@@ -136,7 +156,7 @@ class BackfillRunner:
             finally:
                 heartbeat.cancel()
             result.counts = await asyncio.to_thread(self.db.run, lambda c: xlog.finish_run(c, run_id))
-            phases.set_attrs(run_span, **cpu.read())
+            phases.set_attrs(run_span, **cpu.read(), **result.claims.attributes())
         result.wall_s = time.perf_counter() - t0
         return result
 
@@ -147,12 +167,15 @@ class BackfillRunner:
                 names.ATTR_LIMIT_THREADS: phases.default_thread_pool_size(),
                 names.ATTR_LIMIT_DB_POOL: getattr(self.db, "pool_max", None),
                 names.ATTR_LIMIT_RATE: self.rate_limit_per_min,
-                names.ATTR_PAGE_LIMIT: getattr(self.client, "page_limit", None)}
+                names.ATTR_PAGE_LIMIT: getattr(self.client, "page_limit", None),
+                names.ATTR_GIL_SWITCH: sys.getswitchinterval()}
 
     async def _worker(self, ctx, plan, infos, in_flight: set[int], result: RunResult) -> None:
         while True:
-            claimed = await asyncio.to_thread(
-                self.db.run, lambda c: xlog.claim_next(c, ctx.run_id, self.owner, self.lease_s))
+            t = time.perf_counter()
+            claimed, cpu = await asyncio.to_thread(
+                phases.thread_cpu, self.db.run, lambda c: xlog.claim_next(c, ctx.run_id, self.owner, self.lease_s))
+            result.claims.add(time.perf_counter() - t, cpu)
             if claimed is None:
                 return
             in_flight.add(claimed.id)

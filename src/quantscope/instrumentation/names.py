@@ -18,7 +18,8 @@ from quantscope.analysis.conventions import (  # noqa: F401 - re-exported: the n
     PHASE_COMPUTE, PHASES, SERVICE_API, ATTR_LIMIT_CORES, ATTR_LIMIT_HTTP,
     ATTR_LIMIT_THREADS, ATTR_LIMIT_DB_POOL, ATTR_LIMIT_RATE, ATTR_PAGE_LIMIT,
     ATTR_PROCESS_CPU, ATTR_HOST_CPU, ATTR_HEAVY, ATTR_CPU_SECONDS, ATTR_PAGES,
-    ATTR_BACKOFF_SECONDS,
+    ATTR_BACKOFF_SECONDS, ATTR_CLAIMS, ATTR_CLAIM_SECONDS, ATTR_CLAIM_CPU,
+    ATTR_GIL_SWITCH,
 )
 
 # --- spans ---------------------------------------------------------------------------------
