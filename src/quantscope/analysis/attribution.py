@@ -28,7 +28,7 @@ from .conventions import PHASE_API, PHASE_COMPUTE
 from .phases import JobSpec, PhaseRules, classify
 from .traces import CONV_429, SpanTable
 
-__all__ = ["Attribution", "Hierarchy", "attribute", "resolve_hierarchy", "sweep", "wall_clock"]
+__all__ = ["Attribution", "Hierarchy", "attribute", "clock_of_resource", "resolve_hierarchy", "sweep", "wall_clock"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _children_of(level: np.ndarray, counts: np.ndarray, offs: np.ndarray, child_
     return child_rows[idx]
 
 
-def _clock_of_resource(resources: list[dict[str, Any]]) -> np.ndarray:
+def clock_of_resource(resources: list[dict[str, Any]]) -> np.ndarray:
     """One code per clock: resources naming the same host (host.name) or, lacking one, the same
     service.instance.id share a clock (e.g. a simulator traced inside the backfill process, whose
     server span legitimately outlives the client span that ends at the response headers); any
@@ -84,7 +84,7 @@ def resolve_hierarchy(table: SpanTable, jobs: JobSpec | None = None, own_phase: 
     np.cumsum(counts, out=offs[1:])
 
     start, end = table.start, table.end
-    res = _clock_of_resource(table.resources)[table.resource] if n else table.resource
+    res = clock_of_resource(table.resources)[table.resource] if n else table.resource
     adj_s = start.copy()
     adj_e = end.copy()
     delta = np.zeros(n, dtype=np.int64)
@@ -296,7 +296,7 @@ def own_phases(table: SpanTable, is_job: np.ndarray, rules: PhaseRules | None) -
     kid = np.flatnonzero((par >= 0) & (own < 0))
     if kid.size:
         p = par[kid]
-        clock = _clock_of_resource(table.resources)
+        clock = clock_of_resource(table.resources)
         same = clock[table.resource[kid]] == clock[table.resource[p]]
         pick = kid[is_job[p] & (own[p] < 0) & same]
         own[pick] = table.phase_names.index(PHASE_COMPUTE)

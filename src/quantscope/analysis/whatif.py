@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .attribution import Attribution, attribute
+from .attribution import Attribution, attribute, clock_of_resource
 from .conventions import (
     ATTR_BACKOFF_SECONDS,
     ATTR_CLAIM_CPU,
@@ -161,6 +161,7 @@ class JobWork:
     requests: int
     api_latency: float  # upstream time, all requests (holds an HTTP slot)
     api_cpu: float  # process CPU of the API phase (parsing, client)
+    api_upstream_cpu: float  # CPU of an in-process upstream (inside the requests)
     backoff: float  # seconds slept on 429s / server errors
     compute_cpu: float
     compute_wait: float
@@ -363,12 +364,13 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     backoff = np.zeros(n)
     records = np.zeros(n, dtype=np.int64)
     codes = {p: spans.phase_names.index(p) for p in cpu_phase if p in spans.phase_names}
+    clock = clock_of_resource(spans.resources)[spans.resource] if len(spans) else spans.resource
     for r, a in spans.attrs.items():
         k = pos.get(int(h.job[r]))
         if k is None:
             continue
         cpu = _num(a.get(ATTR_CPU_SECONDS))
-        if cpu is not None:
+        if cpu is not None and clock[r] == clock[int(job_row[k])]:  # CPU of this process only
             for p, c in codes.items():
                 if h.phase[r] == c:
                     cpu_phase[p][k] += cpu
@@ -405,10 +407,15 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     if not has_cpu[PHASE_DB] and db_w.sum() > 0:
         assumed.append("the DB phase is waiting, not CPU of this host (no quantscope.cpu_seconds on DB spans)")
     api_cpu = np.zeros(n)
+    # CPU an upstream in this process recorded on its server spans (the simulator): spent while
+    # the client holds its slot, so it is replayed inside the request.
+    upstream_cpu = np.minimum(cpu_phase[PHASE_API], 0.9 * api_w) if has_cpu[PHASE_API] else np.zeros(n)
     if cpu_info["process"] is not None:
-        rest = max(0.0, cpu_info["process"] - float(comp_cpu.sum()) - float(db_cpu.sum()))
+        claim_cpu = _num(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0
+        rest = max(0.0, cpu_info["process"] - float(comp_cpu.sum()) - float(db_cpu.sum()) - claim_cpu
+                   - float(upstream_cpu.sum()))
         w = records.astype(np.float64) + max(records.mean(), 1.0)
-        api_cpu = np.minimum(rest * w / w.sum(), 0.9 * api_w)
+        api_cpu = np.minimum(rest * w / w.sum(), 0.9 * api_w - upstream_cpu)
     elif api_w.sum() > 0:
         assumed.append("the API phase is latency only (no process CPU recorded on the run span)")
     db_wait = np.maximum(db_w - db_cpu, 0.0)
@@ -416,7 +423,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     if cpu_info["host"] is not None and cpu_info["process"] is not None and db_wait.sum() > 0:
         other_cpu = max(0.0, cpu_info["host"] - cpu_info["process"])
         db_server = np.minimum(other_cpu * db_wait / db_wait.sum(), 0.9 * db_wait)
-    api_latency = np.maximum(api_w - api_cpu - backoff, 0.0)
+    api_latency = np.maximum(api_w - api_cpu - upstream_cpu - backoff, 0.0)
     gil_switch = _num(run_attrs.get(ATTR_GIL_SWITCH)) or 0.0
     if not gil_switch:
         assumed.append("the service's CPU work runs on all cores (no GIL recorded: "
@@ -436,7 +443,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
         gap_cpu = min((_num(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0) / claims, gap)
         gap -= gap_cpu
     work = [JobWork(order=k, records=int(records[k]), requests=int(requests[k]), api_latency=float(api_latency[k]),
-                    api_cpu=float(api_cpu[k]), backoff=float(backoff[k]), compute_cpu=float(comp_cpu[k]),
+                    api_cpu=float(api_cpu[k]), api_upstream_cpu=float(upstream_cpu[k]), backoff=float(backoff[k]), compute_cpu=float(comp_cpu[k]),
                     compute_wait=0.0, db_cpu=float(db_cpu[k]), db_server=float(db_server[k]),
                     db_latency=float(db_wait[k] - db_server[k]), other=float(other[k]),
                     observed={PHASE_API: float(api_w[k]), PHASE_DB: float(db_w[k]), PHASE_COMPUTE: float(comp_w[k])})
@@ -537,11 +544,13 @@ def _program(j: JobWork, p: _Plan, gap: tuple[float, float], breaker: _Breaker,
         t0 = yield Now()
         n_req, latency = _requests(j, p)
         per = latency / p.api / n_req
+        per_cpu = j.api_upstream_cpu / p.api / j.requests
         attempt = sent = 0
         while sent < n_req:
             yield Acquire("http")
             retry_after = yield Request()
             if retry_after is None:
+                yield Cpu(per_cpu, p.kind)
                 yield Delay(per)
                 yield Release("http")
                 sent += 1

@@ -59,6 +59,11 @@ def backoff_span(seconds: float, reason: str, attempt: int):
         names.ATTR_ATTEMPT: attempt})
 
 
+def current() -> Span:
+    """The span of the current context (a server span inside an instrumented handler)."""
+    return trace.get_current_span()
+
+
 def set_attrs(s: Span, **attrs: Any) -> None:
     if s.is_recording():
         s.set_attributes(_clean(attrs))

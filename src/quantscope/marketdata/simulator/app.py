@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from quantscope.instrumentation import names, phases
+
 from .config import (
     FAULT_RATES,
     FaultConfig,
@@ -330,7 +332,10 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         query = _parse_query(request, cfg, rid)
         if isinstance(query, Response):
             return query
-        payload, n = _page(state, request, query, cfg, rid)
+        (payload, n), cpu = phases.thread_cpu(_page, state, request, query, cfg, rid)
+        # In-process, this CPU is the backfill process's, spent while its client holds a slot:
+        # the what-if replay needs to know (a real Polygon's is on its side of the network).
+        phases.set_attrs(phases.current(), **{names.ATTR_CPU_SECONDS: cpu})
         prof = PROFILES[cfg.profile]
         if prof.base_ms or prof.jitter_ms or prof.per_1000_results_ms:
             jitter = state.latency_rng.expovariate(1.0 / prof.jitter_ms) if prof.jitter_ms else 0.0
