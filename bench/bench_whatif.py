@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'case':28s} {'predicted':>10s} {'interval':>15s} {'measured (median)':>18s} {'error':>7s}  limited by")
     for r in rows:
         lo, hi = r["interval"]
-        print(f"{r['case']:28s} {r['predicted']:>9.2f}s {lo:>6.2f}–{hi:<6.2f}s {r['median']:>17.2f}s "
+        print(f"{r['case']:28s} {r['predicted']:>9.2f}s {f'{lo:.2f}–{hi:.2f} s':>15s} {r['median']:>17.2f}s "
               f"{r['error']:>+6.1%}  {r['limited_by']}")
     print(f"\nmeasured runs per case: {args.repeat}; goal: |error| <= 15%; the tests allow 30%.")
     worst = max(abs(r["error"]) for r in rows)

@@ -172,6 +172,13 @@ def test_the_verdict_and_shares_match_the_services_own_timers(tmp_path, db, sims
     for phase, timer in (("api", "fetch"), ("db", "save"), ("compute", "compute")):
         mine, theirs = t[f"{phase}_percent"], 100 * timers[timer] / timers["job"]
         assert abs(mine - theirs) <= 3, f"{setting}: {phase} {mine:.1f}% vs the service's own {theirs:.1f}%"
+    # The plan works on a trace that never heard of quantscope, and says what it had to assume.
+    plan = rep["plan"]
+    assert plan["available"], plan
+    assert any("HTTP concurrency" in a for a in plan["limits"]["assumed"])
+    assert any("worker count" in n for n in plan["notes"])  # taken from the mean concurrency
+    assert any("write strategy" in m for m in plan["missing"])  # so bulk insert is not judged
+    assert all("predicted" in r for r in b["recommendations"]) and len(b["recommendations"]) == len(plan["actions"])
 
 
 def test_without_db_instrumentation_the_saving_time_is_uncovered_and_inconclusive(tmp_path, db, sims):
@@ -180,3 +187,7 @@ def test_without_db_instrumentation_the_saving_time_is_uncovered_and_inconclusiv
     assert timers["save"] / timers["job"] > 0.5, "the saving time is there, only untraced"
     assert b["phase"] == "inconclusive" and b["recommendations"] == []
     assert any("psycopg2" in m for m in b["missing"])
+    # No phase is predicted faster on time the trace cannot place; the plan says what is missing.
+    plan = rep["plan"]
+    assert not any(a["hypothetical"] for a in plan["actions"])
+    assert any("psycopg2" in m for m in plan["missing"])

@@ -149,6 +149,10 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
                                    knob, 2.0, p, {"phase_share": shares[phase]}))
     if not traced:
         missing += list((report.get("bottleneck") or {}).get("missing") or [])
+    untraced = float((report.get("totals") or {}).get("untraced_percent") or 0.0) / 100
+    if untraced > 0.2:
+        missing.append(f"{untraced:.0%} of job time is untraced and replayed as latency: concurrency predictions "
+                       "assume it contends for nothing")
 
     actions.sort(key=lambda a: (a["hypothetical"], -a["speedup"]))  # named fixes first
     for i, a in enumerate(actions, 1):
