@@ -18,10 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 from quantscope.analysis.backfill import analyze_backfill
+from quantscope.analysis.compare import compare_reports, format_comparison
 from quantscope.analysis.replay import Acquire, Cpu, Delay, Release, Replay, Request
 from quantscope.analysis.spanset import SpanSet
 from quantscope.analysis.traces import read_spans
 from quantscope.analysis.whatif import Change, ModelError, build_model, predict
+from quantscope.workflows.whatif import prediction_check
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_BOUND = 0.30
@@ -191,11 +193,30 @@ def test_concurrency_predictions_from_one_run_at_two(home: Path, tmp_path: Path)
         print(f"concurrency {c}: predicted {p.predicted_wall_seconds:.2f} s ({p.limited_by}), measured "
               f"{measured}, error {errors[c]:+.1%}")
     assert all(abs(e) <= TEST_BOUND for e in errors.values()), errors
-    # The plan in the report came from the same model: more workers first, with where it stops paying.
-    first = base["plan"]["actions"][0]
-    assert first["kind"] == "concurrency" and first["value"] > 2 and first["stops_paying"]
-    assert base["bottleneck"]["recommendations"][0].startswith("Raise backfill concurrency from 2 to")
+    # The plan in the report came from the same model: more workers (and HTTP slots) first, with
+    # where more workers stop paying.
+    actions = base["plan"]["actions"]
+    assert actions[0]["kind"] in ("concurrency", "http_concurrency"), actions[0]
+    more = next(a for a in actions if a["kind"] == "concurrency")
+    assert more["value"] > 2 and more["stops_paying"]
+    assert any(r.startswith("Raise backfill concurrency from 2 to") for r in base["bottleneck"]["recommendations"])
     assert any(p["action"].startswith("Implement exponential backoff") for p in base["plan"]["in_place"])
+
+    # The next run checks the prediction: compare finds what changed and puts the before run's
+    # prediction for it next to the measured wall clock.
+    after_out = tmp_path / "c6_0.json"
+    after = json.loads(after_out.read_text())
+    pc = prediction_check(base, base_out, after)
+    assert pc["described"] == ["concurrency 2 → 6"] and pc["change"] == {"concurrency": 6}
+    assert pc["source"] in ("the before run's plan", "replayed from the before run's spans")
+    assert abs(pc["error"]) <= TEST_BOUND
+    lines = format_comparison(compare_reports(base, after, prediction=pc))
+    assert any(line.startswith("predicted ") and "measured" in line for line in lines)
+    # A before report from a version without plans, whose traces are gone: it says so.
+    old = {k: v for k, v in base.items() if k != "plan"}
+    old["metadata"] = {**base["metadata"], "trace_files": ["/nonexistent/run.jsonl"]}
+    pc = prediction_check(old, tmp_path / "moved" / "before.json", after)
+    assert pc["predicted_wall_seconds"] is None and "trace files are not there" in pc["note"]
 
 
 def test_a_row_run_predicts_copy(home: Path, tmp_path: Path) -> None:

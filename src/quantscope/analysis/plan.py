@@ -91,10 +91,12 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
     if http and (best["limited_by"] == "http" or knee["limited_by"] == "http"):
         c = max(knee["concurrency"], 2 * http)
         p = run(Change(concurrency=c, http_concurrency=2 * http))
-        if p.speedup >= WORTH:
+        same_slots = next((r["predicted_wall_seconds"] for r in pts if r["concurrency"] == c), None)
+        if p.speedup >= WORTH and (same_slots is None or same_slots / p.predicted_wall_seconds >= WORTH):
             actions.append(_action("http_concurrency", f"Raise http_concurrency from {http} to {2 * http} "
                                    f"(with concurrency {c})", "http_concurrency", 2 * http, p,
-                                   {"http_concurrency": http, "requests": ev["requests"]}))
+                                   {"http_concurrency": http, "requests": ev["requests"],
+                                    "wall_seconds_with_current_slots": same_slots}))
 
     # Write strategy, from the bench's per-row calibration.
     if model.strategy == "copy":
@@ -102,10 +104,13 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
     elif model.strategy in ("row", "values") and traced:
         try:
             p = run(Change(strategy="copy"))
+            copy_cost = ((calibration or {}).get("strategies") or {}).get("copy") or {}
+            ceiling = 1.0 / float(copy_cost["row_seconds"]) if copy_cost.get("row_seconds") else None
             if p.speedup >= WORTH:
                 actions.append(_action("strategy", f"Write with COPY instead of {model.strategy!r}", "strategy",
                                        "copy", p, {"strategy": model.strategy,
-                                                   "db_rows_per_second": ev["db_rows_per_second"]}))
+                                                   "db_rows_per_second": ev["db_rows_per_second"],
+                                                   "copy_rows_per_second_calibrated": ceiling}))
         except ModelError as e:
             missing.append(str(e))
     elif model.strategy is None:
