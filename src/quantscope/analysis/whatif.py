@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from quantscope.util.numbers import as_float
+
 from .attribution import Attribution, attribute, clock_of_resource
 from .conventions import (
     ATTR_BACKOFF_SECONDS,
@@ -247,16 +249,6 @@ class Prediction:
 # --- building the model from a trace -------------------------------------------------------------
 
 
-def _num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _limits(run_attrs: dict[str, Any], meta: dict[str, Any], given: dict[str, Any]) -> Limits:
     """The run's limits: options first, then what the run span recorded, else assumptions."""
     assumed: list[str] = []
@@ -264,7 +256,7 @@ def _limits(run_attrs: dict[str, Any], meta: dict[str, Any], given: dict[str, An
     def pick(key: str, attr: str, default: Any, what: str) -> Any:
         if given.get(key) is not None:
             return given[key]
-        v = _num(run_attrs.get(attr))
+        v = as_float(run_attrs.get(attr))
         if v is not None:
             return v
         if default is not None or key in ("http", "threads", "db_pool", "rate_limit_per_min"):
@@ -277,8 +269,8 @@ def _limits(run_attrs: dict[str, Any], meta: dict[str, Any], given: dict[str, An
     pool = pick("db_pool", ATTR_LIMIT_DB_POOL, None, "no DB pool limit (pass --limit db_pool=N)")
     rate = given.get("rate_limit_per_min")
     if rate is None:
-        rate = _num(run_attrs.get(ATTR_LIMIT_RATE)) or _num(meta.get("rate_limit_per_min"))
-    page = _num(given.get("page_limit")) or _num(run_attrs.get(ATTR_PAGE_LIMIT))
+        rate = as_float(run_attrs.get(ATTR_LIMIT_RATE)) or as_float(meta.get("rate_limit_per_min"))
+    page = as_float(given.get("page_limit")) or as_float(run_attrs.get(ATTR_PAGE_LIMIT))
     as_int = lambda v: None if v is None else int(v)  # noqa: E731
     return Limits(float(cores), as_int(http), as_int(threads), as_int(pool), rate, as_int(page), tuple(assumed))
 
@@ -347,7 +339,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     meta = report.get("metadata") or {}
     run_attrs = meta.get("run_attributes") or {}
     lim = _limits(run_attrs, meta, limits or {})
-    workers = int(_num(meta.get("concurrency")) or _num(run_attrs.get(ATTR_CONCURRENCY)) or 0)
+    workers = int(as_float(meta.get("concurrency")) or as_float(run_attrs.get(ATTR_CONCURRENCY)) or 0)
     notes: list[str] = []
     if workers < 1:
         workers = max(1, round(report.get("wall_clock", {}).get("mean_concurrency") or 1))
@@ -369,20 +361,20 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
         k = pos.get(int(h.job[r]))
         if k is None:
             continue
-        cpu = _num(a.get(ATTR_CPU_SECONDS))
+        cpu = as_float(a.get(ATTR_CPU_SECONDS))
         if cpu is not None and clock[r] == clock[int(job_row[k])]:  # CPU of this process only
             for p, c in codes.items():
                 if h.phase[r] == c:
                     cpu_phase[p][k] += cpu
                     has_cpu[p] = True
-        pg = _num(a.get(ATTR_PAGES))
+        pg = as_float(a.get(ATTR_PAGES))
         if pg is not None:
             pages[k] += int(pg)
-        bo = _num(a.get(ATTR_BACKOFF_SECONDS))
+        bo = as_float(a.get(ATTR_BACKOFF_SECONDS))
         if bo is not None:
             backoff[k] += bo
         if r == int(job_row[k]):
-            records[k] = int(_num(a.get(ATTR_RECORDS_FETCHED)) or _num(a.get(ATTR_RECORDS_INSERTED)) or 0)
+            records[k] = int(as_float(a.get(ATTR_RECORDS_FETCHED)) or as_float(a.get(ATTR_RECORDS_INSERTED)) or 0)
     client = np.flatnonzero((spans.kind == SPAN_KIND_CLIENT) & ((spans.conv & CONV_HTTP) != 0))
     api_code = codes.get(PHASE_API, -2)
     for r in client.tolist():
@@ -397,7 +389,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     api_w, db_w, comp_w = (sec(attr.phase(p)[ix]) for p in (PHASE_API, PHASE_DB, PHASE_COMPUTE))
     job_w = sec(attr.job_ns[ix])
     other = np.maximum(job_w - api_w - db_w - comp_w, 0.0)
-    cpu_info = {"process": _num(run_attrs.get(ATTR_PROCESS_CPU)), "host": _num(run_attrs.get(ATTR_HOST_CPU))}
+    cpu_info = {"process": as_float(run_attrs.get(ATTR_PROCESS_CPU)), "host": as_float(run_attrs.get(ATTR_HOST_CPU))}
     assumed = list(lim.assumed)
 
     comp_cpu = np.minimum(cpu_phase[PHASE_COMPUTE], comp_w) if has_cpu[PHASE_COMPUTE] else comp_w.copy()
@@ -411,7 +403,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     # the client holds its slot, so it is replayed inside the request.
     upstream_cpu = np.minimum(cpu_phase[PHASE_API], 0.9 * api_w) if has_cpu[PHASE_API] else np.zeros(n)
     if cpu_info["process"] is not None:
-        claim_cpu = _num(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0
+        claim_cpu = as_float(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0
         rest = max(0.0, cpu_info["process"] - float(comp_cpu.sum()) - float(db_cpu.sum()) - claim_cpu
                    - float(upstream_cpu.sum()))
         w = records.astype(np.float64) + max(records.mean(), 1.0)
@@ -424,7 +416,7 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
         other_cpu = max(0.0, cpu_info["host"] - cpu_info["process"])
         db_server = np.minimum(other_cpu * db_wait / db_wait.sum(), 0.9 * db_wait)
     api_latency = np.maximum(api_w - api_cpu - upstream_cpu - backoff, 0.0)
-    gil_switch = _num(run_attrs.get(ATTR_GIL_SWITCH)) or 0.0
+    gil_switch = as_float(run_attrs.get(ATTR_GIL_SWITCH)) or 0.0
     if not gil_switch:
         assumed.append("the service's CPU work runs on all cores (no GIL recorded: "
                        f"{ATTR_GIL_SWITCH} on the run span)")
@@ -437,10 +429,10 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     re_ = (run.get("end_unix_nano") or 0) / 1e9 or float(e_ns.max())
     gap, head, tail = _gap_and_edges(s_ns, e_ns, workers, rs, re_)
     gap_cpu = 0.0
-    claims = _num(run_attrs.get(ATTR_CLAIMS))
+    claims = as_float(run_attrs.get(ATTR_CLAIMS))
     if claims:  # the runner measured its claims: wall and thread CPU, per claim
-        gap = (_num(run_attrs.get(ATTR_CLAIM_SECONDS)) or gap * claims) / claims
-        gap_cpu = min((_num(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0) / claims, gap)
+        gap = (as_float(run_attrs.get(ATTR_CLAIM_SECONDS)) or gap * claims) / claims
+        gap_cpu = min((as_float(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0) / claims, gap)
         gap -= gap_cpu
     work = [JobWork(order=k, records=int(records[k]), requests=int(requests[k]), api_latency=float(api_latency[k]),
                     api_cpu=float(api_cpu[k]), api_upstream_cpu=float(upstream_cpu[k]), backoff=float(backoff[k]), compute_cpu=float(comp_cpu[k]),

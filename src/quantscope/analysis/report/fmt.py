@@ -6,6 +6,7 @@ import html as _html
 import math
 from typing import Any
 
+from quantscope.util.numbers import as_float  # noqa: F401 - re-exported for the sections
 
 PHASE_COLORS = {"api": "#4C78A8", "db": "#F58518", "compute": "#54A24B", "untraced": "#B8B0AC",
                 "other": "#9D755D"}
@@ -26,16 +27,6 @@ FONT = 'system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif
 
 def esc(v: Any) -> str:
     return _html.escape(str(v), quote=True)
-
-
-def as_float(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def dig(d: Any, *path: Any, default: Any = None) -> Any:
