@@ -108,6 +108,27 @@ def test_a_latency_bound_run_scales_with_workers_and_says_what_it_assumed() -> N
     assert predict(model, Change(concurrency=12)).limited_by == "jobs"  # every job at once
 
 
+def test_cpu_that_ran_in_parallel_is_fitted_as_not_holding_the_gil() -> None:
+    # Four jobs of 1 s CPU each, four at a time on 4 cores, all done at 2.5 s: CPython's GIL
+    # alone would have taken 4 s, so part of that CPU ran outside it (numpy, the drivers).
+    def trace() -> SpanSet:
+        s = SpanSet()
+        run = s.run(0, 2.5, run_id="r-gil", concurrency=4, **{
+            "quantscope.limits.cores": 4, "quantscope.limits.gil_switch_interval": 0.005,
+            "quantscope.process.cpu_seconds": 4.0, "quantscope.write_strategy": "copy"})
+        for i in range(4):
+            j = s.job(run, 0.0, 2.5, symbol=f"S{i}", timeframe="1h")
+            s.span("features.compute", 0.0, 2.5, j, phase="compute", cpu_seconds=1.0)
+        return s
+
+    report = analyze_backfill(trace())
+    model = build_model(report, trace().table())
+    assert 0.5 <= model.gil_share < 0.9 and model.calibration_error < 0.05, (model.gil_share, model.calibration_error)
+    assert any("holding the GIL" in n for n in model.notes) and report["plan"]["notes"] == model.notes
+    # One worker runs the four jobs one after another: slower than four at a time.
+    assert predict(model, Change(concurrency=1)).predicted_wall_seconds > 2.5
+
+
 def test_bad_changes_and_bad_input_get_one_clear_line() -> None:
     with pytest.raises(ModelError, match="concurrency must be"):
         Change(concurrency=0)
