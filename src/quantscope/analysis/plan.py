@@ -66,8 +66,10 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
     in_place: list[dict[str, str]] = []
     missing: list[str] = []
 
+    reps = resamples if len(model.jobs) <= 100 else max(resamples // 2, 2)  # large runs: the spread is small
+
     def run(change: Change) -> Prediction:
-        return predict(model, change, calibration=calibration, resamples=resamples)
+        return predict(model, change, calibration=calibration, resamples=reps)
 
     # More workers: the knee of the curve.
     best = min(pts, key=lambda r: r["predicted_wall_seconds"])

@@ -68,7 +68,7 @@ GIL_FIT_TOLERANCE = 0.05  # replay slower than the run by more than this: fit th
 GIL_FIT_STEPS = 6
 GIL_SHARE_MIN = 0.5  # bounded: a CPython process whose CPU mostly ran outside the GIL is not this model
 RESAMPLES = 16
-MAX_REPLAY_JOBS = 400  # ~35 ms a replay here; a plan is ~40 replays
+MAX_REPLAY_JOBS = 120  # a plan is ~40 replays: under a second on any run size
 # Retry behaviour of the reference client (config/objectives.yaml backoff section): the replay's
 # 429 handling when the run does not say otherwise.
 BACKOFF_SCHEDULE = (1.0, 5.0, 30.0, 300.0)
@@ -337,9 +337,14 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     jobs = jobs or JobSpec()
     attr = attr if attr is not None else attribute(spans, jobs, rules)
     run_id = (report.get("run") or {}).get("run_id")
-    ix = _run_jobs(spans, attr, run_id)
-    if ix.size == 0:
+    ix_all = _run_jobs(spans, attr, run_id)
+    if ix_all.size == 0:
         raise ModelError(f"the spans hold no job of run {run_id or '(unnamed)'}: pass the report's own traces")
+    # The replay is per event: a large run replays a systematic sample of its jobs (wall clock
+    # scaled), and only the sample's spans are read.
+    step = math.ceil(ix_all.size / MAX_REPLAY_JOBS) if ix_all.size > MAX_REPLAY_JOBS else 1
+    ix = ix_all[::step]
+    scale = ix_all.size / ix.size
     meta = report.get("metadata") or {}
     run_attrs = meta.get("run_attributes") or {}
     lim = _limits(run_attrs, meta, limits or {})
@@ -361,10 +366,10 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     records = np.zeros(n, dtype=np.int64)
     codes = {p: spans.phase_names.index(p) for p in cpu_phase if p in spans.phase_names}
     clock = clock_of_resource(spans.resources)[spans.resource] if len(spans) else spans.resource
-    for r, a in spans.attrs.items():
-        k = pos.get(int(h.job[r]))
-        if k is None:
-            continue
+    rows = np.fromiter(spans.attrs.keys(), dtype=np.int64, count=len(spans.attrs))
+    for r in rows[np.isin(h.job[rows], job_row)].tolist():
+        a = spans.attrs[r]
+        k = pos[int(h.job[r])]
         cpu = as_float(a.get(ATTR_CPU_SECONDS))
         if cpu is not None and clock[r] == clock[int(job_row[k])]:  # CPU of this process only
             for p, c in codes.items():
@@ -379,7 +384,8 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
             backoff[k] += bo
         if r == int(job_row[k]):
             records[k] = int(as_float(a.get(ATTR_RECORDS_FETCHED)) or as_float(a.get(ATTR_RECORDS_INSERTED)) or 0)
-    client = np.flatnonzero((spans.kind == SPAN_KIND_CLIENT) & ((spans.conv & CONV_HTTP) != 0))
+    client = np.flatnonzero((spans.kind == SPAN_KIND_CLIENT) & ((spans.conv & CONV_HTTP) != 0)
+                            & np.isin(h.job, job_row))
     api_code = codes.get(PHASE_API, -2)
     for r in client.tolist():
         k = pos.get(int(h.job[r]))
@@ -408,17 +414,17 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     upstream_cpu = np.minimum(cpu_phase[PHASE_API], 0.9 * api_w) if has_cpu[PHASE_API] else np.zeros(n)
     if cpu_info["process"] is not None:
         claim_cpu = as_float(run_attrs.get(ATTR_CLAIM_CPU)) or 0.0
-        rest = max(0.0, cpu_info["process"] - float(comp_cpu.sum()) - float(db_cpu.sum()) - claim_cpu
-                   - float(upstream_cpu.sum()))
+        rest = max(0.0, cpu_info["process"] - scale * float(comp_cpu.sum() + db_cpu.sum() + upstream_cpu.sum())
+                   - claim_cpu)
         w = records.astype(np.float64) + max(records.mean(), 1.0)
-        api_cpu = np.minimum(rest * w / w.sum(), 0.9 * api_w - upstream_cpu)
+        api_cpu = np.minimum(rest * w / (scale * w.sum()), 0.9 * api_w - upstream_cpu)
     elif api_w.sum() > 0:
         assumed.append("the API phase is latency only (no process CPU recorded on the run span)")
     db_wait = np.maximum(db_w - db_cpu, 0.0)
     db_server = np.zeros(n)
     if cpu_info["host"] is not None and cpu_info["process"] is not None and db_wait.sum() > 0:
         other_cpu = max(0.0, cpu_info["host"] - cpu_info["process"])
-        db_server = np.minimum(other_cpu * db_wait / db_wait.sum(), 0.9 * db_wait)
+        db_server = np.minimum(other_cpu * db_wait / (scale * db_wait.sum()), 0.9 * db_wait)
     api_latency = np.maximum(api_w - api_cpu - upstream_cpu - backoff, 0.0)
     gil_switch = as_float(run_attrs.get(ATTR_GIL_SWITCH)) or 0.0
     if not gil_switch:
@@ -427,8 +433,8 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
 
     per_req = [(int(records[k] / requests[k]), float(api_latency[k] / requests[k])) for k in range(n)]
     run = report.get("run") or {}
-    s_ns = attr.job_start[ix].astype(np.float64) / 1e9
-    e_ns = attr.job_end[ix].astype(np.float64) / 1e9
+    s_ns = attr.job_start[ix_all].astype(np.float64) / 1e9
+    e_ns = attr.job_end[ix_all].astype(np.float64) / 1e9
     rs = (run.get("start_unix_nano") or 0) / 1e9 or float(s_ns.min())
     re_ = (run.get("end_unix_nano") or 0) / 1e9 or float(e_ns.max())
     gap, head, tail = _gap_and_edges(s_ns, e_ns, workers, rs, re_)
@@ -444,12 +450,8 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
                     db_latency=float(db_wait[k] - db_server[k]), other=float(other[k]),
                     observed={PHASE_API: float(api_w[k]), PHASE_DB: float(db_w[k]), PHASE_COMPUTE: float(comp_w[k])})
             for k in range(n)]
-    scale = 1.0
-    if len(work) > MAX_REPLAY_JOBS:  # the replay is per event: a sample keeps a plan under a second
-        step = math.ceil(len(work) / MAX_REPLAY_JOBS)
-        scale = len(work) / len(work[::step])
-        work = [replace(j, order=k) for k, j in enumerate(work[::step])]
-        notes.append(f"{n} jobs: every {step}th job replayed, wall clock scaled by {scale:.2f}")
+    if step > 1:
+        notes.append(f"{ix_all.size} jobs: every {step}th job replayed, wall clock scaled by {scale:.2f}")
     strategy = meta.get("strategy") if isinstance(meta.get("strategy"), str) else None
     strategy = strategy or (run_attrs.get(ATTR_STRATEGY) if isinstance(run_attrs.get(ATTR_STRATEGY), str) else None)
     model = ReplayModel(jobs=work, workers=workers, limits=replace(lim, assumed=tuple(assumed)), strategy=strategy,
