@@ -76,8 +76,9 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
     knee = next(r for r in pts if r["predicted_wall_seconds"] <= best["predicted_wall_seconds"] * KNEE)
     p = run(Change(concurrency=knee["concurrency"]))
     beyond = next((r for r in pts if r["concurrency"] > knee["concurrency"]), None)
-    stop = (f"beyond {knee['concurrency']} workers {LIMITER_LABELS.get(beyond['limited_by'], beyond['limited_by'])} "
-            f"limits the run ({beyond['predicted_wall_seconds']:.2f} s at {beyond['concurrency']})") if beyond else None
+    stop = (f"beyond {knee['concurrency']} workers each adds under 5%: "
+            f"{LIMITER_LABELS.get(beyond['limited_by'], beyond['limited_by'])} limits the run "
+            f"(best {best['predicted_wall_seconds']:.2f} s, at {best['concurrency']})") if beyond else None
     if knee["concurrency"] != model.workers and p.speedup >= WORTH:
         verb = "Raise" if knee["concurrency"] > model.workers else "Lower"
         actions.append(_action("concurrency", f"{verb} backfill concurrency from {model.workers} to {knee['concurrency']}",
