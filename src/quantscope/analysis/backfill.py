@@ -434,11 +434,11 @@ def analyze_backfill(
     return report
 
 
-def plan_for(report: dict[str, Any], table: SpanTable, **kw: Any) -> dict[str, Any]:
+def plan_for(report: dict[str, Any], table: SpanTable, *, calibration: dict[str, Any] | None = None,
+             **model_options: Any) -> dict[str, Any]:
     """The plan, or why there is none (a trace the replay cannot model)."""
-    calibration = kw.pop("calibration", None)
     try:
-        model = build_model(report, table, **kw)
+        model = build_model(report, table, **model_options)
         return {"available": True, **make_plan(report, model, calibration=calibration)}
     except ModelError as e:
         return {"available": False, "reason": str(e), "actions": [], "in_place": [], "curve": [], "missing": [str(e)]}

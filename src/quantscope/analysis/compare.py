@@ -18,7 +18,7 @@ from .backfill import timeframe_order
 from .conventions import PHASES
 
 __all__ = ["CompareError", "check_prediction", "compare_reports", "detect_change", "format_comparison",
-           "format_prediction", "plan_prediction", "speedup_test"]
+           "format_prediction", "plan_check", "plan_prediction", "speedup_test"]
 
 _PHASE_KEYS = [*PHASES, "untraced"]
 _LABELS = {"api": "Polygon API", "db": "DB Inserts", "compute": "Feature Compute", "untraced": "Untraced",
@@ -141,7 +141,7 @@ def detect_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
         b, a = _setting(before, key, attr), _setting(after, key, attr)
         if a is not None and b != a:
             described.append(f"{label} {b} → {a}")
-            change[field] = 0 if field == "rate_limit_per_min" and a is None else a
+            change[field] = a
         elif field == "rate_limit_per_min" and b is not None and a is None and key in (after.get("metadata") or {}):
             described.append(f"{label} {b} → none")
             change[field] = 0
@@ -159,6 +159,15 @@ def plan_prediction(before: dict[str, Any], change: dict[str, Any]) -> dict[str,
         if (a.get("prediction") or {}).get("change") == change:
             return a["prediction"]
     return None
+
+
+def plan_check(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed, and the before run's plan's prediction for it next to the after run's wall
+    clock (source None when the plan made none)."""
+    detected = detect_change(before, after)
+    found = plan_prediction(before, detected["change"]) if detected["change"] else None
+    return check_prediction(detected, found, float(after["totals"]["duration_seconds"]),
+                            "the before run's plan" if found is not None else None)
 
 
 def check_prediction(detected: dict[str, Any], prediction: dict[str, Any] | None, measured_wall: float,
@@ -226,13 +235,7 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any], *, n_boot: in
         "changed": bb.get("phase") != ba.get("phase"),
     }
     out["verdict"] = _verdict(out)
-    if prediction is None:
-        detected = detect_change(before, after)
-        prediction = check_prediction(detected, plan_prediction(before, detected["change"]),
-                                      float(ta["duration_seconds"]), "the before run's plan")
-        if prediction["predicted_wall_seconds"] is None:
-            prediction["source"] = None
-    out["prediction"] = prediction
+    out["prediction"] = prediction if prediction is not None else plan_check(before, after)
     return out
 
 

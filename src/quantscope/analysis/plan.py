@@ -15,8 +15,7 @@ from .whatif import LIMITER_LABELS, Change, ModelError, Prediction, ReplayModel,
 
 __all__ = ["CURVE_POINTS", "make_plan"]
 
-CURVE_POINTS = tuple(range(1, 33))
-CURVE_POINTS_LARGE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # runs of many jobs: fewer replays
+CURVE_POINTS = tuple(range(1, 33))  # cheap at any run size: a large run replays a sample of its jobs
 WORTH = 1.05  # a predicted speed-up below this is not an action
 KNEE = 1.05  # the smallest concurrency within 5% of the best is where more stops paying
 PLAN_RESAMPLES = 8
@@ -58,10 +57,9 @@ def make_plan(report: dict[str, Any], model: ReplayModel, *, calibration: dict[s
     rate_limited = sum(int(j.get("rate_limited") or 0) for j in report.get("jobs") or [])
     ev.update({"http_429s": rate_limited, "mean_concurrency": (report.get("wall_clock") or {}).get("mean_concurrency"),
                "phase_shares": shares, "strategy": model.strategy,
-               "db_rows_per_second": (sum(j.records for j in model.jobs) / report["totals"]["db_seconds"]
+               "db_rows_per_second": (ev["records"] / report["totals"]["db_seconds"]
                                       if report["totals"].get("db_seconds") else None)})
-    points = CURVE_POINTS if len(model.jobs) <= 200 else CURVE_POINTS_LARGE
-    pts = curve(model, list(points), calibration=calibration)
+    pts = curve(model, list(CURVE_POINTS), calibration=calibration)
     actions: list[dict[str, Any]] = []
     in_place: list[dict[str, str]] = []
     missing: list[str] = []

@@ -204,15 +204,17 @@ class ReplayModel:
         return self.head + self.tail + res.wall_seconds * self.scale
 
     def evidence(self) -> dict[str, Any]:
+        """The run's totals (a sampled run's sums scaled back up to the whole run)."""
         n = len(self.jobs)
-        records = sum(j.records for j in self.jobs)
+        requests = sum(j.requests for j in self.jobs)
         return {
-            "jobs": n,
+            "jobs": round(n * self.scale),
+            "jobs_replayed": n,
             "workers": self.workers,
-            "requests": sum(j.requests for j in self.jobs),
-            "pages_per_job": sum(j.requests for j in self.jobs) / n if n else 0.0,
-            "records": records,
-            "backoff_seconds": sum(j.backoff for j in self.jobs),
+            "requests": round(requests * self.scale),
+            "pages_per_job": requests / n if n else 0.0,
+            "records": round(sum(j.records for j in self.jobs) * self.scale),
+            "backoff_seconds": sum(j.backoff for j in self.jobs) * self.scale,
             "process_cpu_seconds": self.cpu.get("process"),
             "host_cpu_seconds": self.cpu.get("host"),
             "wall_seconds": self.wall_seconds,
@@ -361,7 +363,6 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
     has_cpu = {p: False for p in cpu_phase}
     pages = np.zeros(n, dtype=np.int64)
     requests = np.zeros(n, dtype=np.int64)
-    req_s = np.zeros(n)
     backoff = np.zeros(n)
     records = np.zeros(n, dtype=np.int64)
     codes = {p: spans.phase_names.index(p) for p in cpu_phase if p in spans.phase_names}
@@ -391,7 +392,6 @@ def build_model(report: dict[str, Any], spans: SpanTable, *, limits: dict[str, A
         k = pos.get(int(h.job[r]))
         if k is not None and h.phase[r] == api_code:
             requests[k] += 1
-            req_s[k] += (h.end[r] - h.start[r]) / 1e9
     requests = np.where(pages > requests, pages, requests)
     requests = np.where(requests < 1, np.maximum(attr.job_calls[ix], 1), requests)
 

@@ -125,24 +125,22 @@ def prediction_check(before: dict[str, Any], before_path: Path, after: dict[str,
                      calibration: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The before run's prediction for what changed, next to the after run's wall clock: from the
     before run's plan when it made one, else replayed afresh from its spans, else why not."""
-    from quantscope.analysis.compare import check_prediction, detect_change, plan_prediction
+    from quantscope.analysis.compare import check_prediction, plan_check
 
     try:
-        measured = float(after["totals"]["duration_seconds"])
-        detected = detect_change(before, after)
+        found = plan_check(before, after)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # not reports: compare_reports says what is wrong
     if not isinstance(before.get("totals"), dict):
         return None
-    if not detected["change"]:
-        return check_prediction(detected, None, measured, None, "no setting the replay predicts changed")
-    found = plan_prediction(before, detected["change"])
-    if found is not None:
-        return check_prediction(detected, found, measured, "the before run's plan")
+    if not found["change"]:
+        found["note"] = "no setting the replay predicts changed"
+        return found
+    if found["source"] is not None:
+        return found
+    measured = found["measured_wall_seconds"]
     try:
-        change = Change(**detected["change"])
-        model = model_for(before, before_path)
-        p = predict(model, change, calibration=calibration)
+        p = predict(model_for(before, before_path), Change(**found["change"]), calibration=calibration)
     except (WhatIfError, ModelError, TypeError) as exc:
-        return check_prediction(detected, None, measured, None, str(exc))
-    return check_prediction(detected, p.as_dict(), measured, "replayed from the before run's spans")
+        return check_prediction(found, None, measured, None, str(exc))
+    return check_prediction(found, p.as_dict(), measured, "replayed from the before run's spans")
