@@ -129,6 +129,35 @@ def test_cpu_that_ran_in_parallel_is_fitted_as_not_holding_the_gil() -> None:
     assert predict(model, Change(concurrency=1)).predicted_wall_seconds > 2.5
 
 
+def test_a_sampled_run_predicts_what_the_whole_run_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 600 latency-bound jobs of 0.5-1.5 s on 4 workers: the model replays a sample of 120. At
+    # many workers the sample alone is a round or two, so it is repeated before scaling.
+    def trace() -> SpanSet:
+        s = SpanSet()
+        free, placed = [0.0] * 4, []
+        for i in range(600):
+            d = 0.5 + (i * 7 % 11) / 10
+            w = min(range(4), key=free.__getitem__)
+            placed.append((free[w], d))
+            free[w] += d
+        run = s.run(0, max(free), run_id="r-s", concurrency=4, write_strategy="copy")
+        for i, (t0, d) in enumerate(placed):
+            j = s.job(run, t0, t0 + d, symbol=f"S{i}", timeframe="1h")
+            s.span("marketdata.fetch", t0, t0 + 0.9 * d, j, phase="api")
+            s.span("store.write", t0 + 0.9 * d, t0 + d, j, phase="db")
+        return s
+
+    report, table = analyze_backfill(trace()), trace().table()
+    sampled = build_model(report, table)
+    assert len(sampled.jobs) == 120 and sampled.evidence()["jobs"] == 600
+    monkeypatch.setattr("quantscope.analysis.whatif.MAX_REPLAY_JOBS", 10_000)
+    whole = build_model(report, table)
+    for c in (2, 12, 32, 100):
+        exact = predict(whole, Change(concurrency=c), resamples=0).predicted_wall_seconds
+        assert predict(sampled, Change(concurrency=c), resamples=0).predicted_wall_seconds == \
+            pytest.approx(exact, rel=0.06), c
+
+
 def test_bad_changes_and_bad_input_get_one_clear_line() -> None:
     with pytest.raises(ModelError, match="concurrency must be"):
         Change(concurrency=0)
