@@ -74,3 +74,56 @@ def table_count(db, table: str) -> int:
     with db.connection() as conn, conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {table}")
         return cur.fetchone()[0]
+
+
+# --- the trace reader's fast path, checked against the general one on every file a test reads ---
+
+_TABLE_COLUMNS = ("trace", "span_id", "parent_id", "parent_row", "name", "kind", "status", "start", "end",
+                  "resource", "phase", "conv")
+_TABLE_LOOKUPS = ("trace_ids", "names", "resources", "phase_names", "attrs", "messages", "stats", "warnings")
+
+
+def assert_same_table(a, b) -> None:
+    import numpy as np
+
+    for k in _TABLE_COLUMNS:
+        assert np.array_equal(getattr(a, k), getattr(b, k)), f"column {k} differs"
+    for k in _TABLE_LOOKUPS:
+        assert getattr(a, k) == getattr(b, k), f"{k} differs"
+
+
+def read_both_ways(path, keep=(), strict=True, read_otlp_file=None):
+    """(fast, general) outcome of one file: a finished SpanTable each, or the error text."""
+    from quantscope.analysis import traces
+    from quantscope.analysis.traces import SpanTableBuilder, TraceSourceError
+
+    read_otlp_file = read_otlp_file or traces.read_otlp_file
+
+    out = []
+    for fast in (True, False):
+        b = SpanTableBuilder(keep)
+        try:
+            read_otlp_file(Path(path), b, strict=strict, fast=fast)
+            out.append(b.finish())
+        except TraceSourceError as exc:
+            out.append(str(exc))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _reader_paths_agree(monkeypatch):
+    # Every trace file any in-process test reads is read a second and third time, fast and
+    # general, into fresh builders: both must give the same table (or the same error).
+    from quantscope.analysis import traces
+
+    real = traces.read_otlp_file
+
+    def checked(path, builder, *, strict=True, fast=True):
+        fast_t, general_t = read_both_ways(path, keep=builder.kept_keys(), strict=strict, read_otlp_file=real)
+        if isinstance(fast_t, str) or isinstance(general_t, str):
+            assert fast_t == general_t, f"{path}: readers disagree: {fast_t!r} vs {general_t!r}"
+        else:
+            assert_same_table(fast_t, general_t)
+        return real(path, builder, strict=strict, fast=fast)
+
+    monkeypatch.setattr(traces, "read_otlp_file", checked)
