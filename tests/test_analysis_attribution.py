@@ -299,3 +299,14 @@ def test_matches_reference_on_random_span_trees(seed: int) -> None:
     for p in ("api", "db", "compute"):
         assert w["phases"][p]["active_seconds"] == pytest.approx(wall_expected[f"{p}_active"])
         assert w["phases"][p]["exclusive_seconds"] == pytest.approx(wall_expected[f"{p}_exclusive"])
+
+
+def test_group_time_order_is_lexsort() -> None:
+    from quantscope.analysis.attribution import group_time_order
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(0, 60))
+        g = rng.integers(-3, 6, n)
+        t = rng.integers(-10, 10, n) * int(rng.choice([1, 10**9, 10**17]))  # 10**17: the lexsort fallback
+        assert np.array_equal(group_time_order(g, t), np.lexsort((t, g)))

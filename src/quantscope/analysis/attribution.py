@@ -145,12 +145,29 @@ def resolve_hierarchy(table: SpanTable, jobs: JobSpec | None = None, own_phase: 
     )
 
 
+def group_time_order(group: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """np.lexsort((t, group)), the same permutation (stable), from one sort of one int64 key
+    when group and time offset fit in 63 bits together (they do for any run shorter than
+    decades), which is about twice as fast."""
+    if t.size < 2:
+        return np.lexsort((t, group))
+    g = group.astype(np.int64, copy=False)
+    g_lo, g_hi = int(g.min()), int(g.max())
+    t_lo, t_hi = int(t.min()), int(t.max())
+    g_bits = (g_hi - g_lo).bit_length()
+    t_bits = (t_hi - t_lo).bit_length()
+    if g_bits + t_bits > 62:
+        return np.lexsort((t, group))
+    key = ((g - g_lo) << t_bits) | (t.astype(np.int64, copy=False) - t_lo)
+    return np.argsort(key, kind="stable")
+
+
 def merge_intervals(group: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Union of intervals per group -> disjoint (group, start, end), sorted by group then start."""
     if s.size == 0:
         z = np.zeros(0, dtype=np.int64)
         return z, z, z
-    order = np.lexsort((s, group))
+    order = group_time_order(group, s)
     g, s, e = group[order].astype(np.int64), s[order], e[order]
     # A running max of the ends, restarted per group: lay the groups end to end on one axis
     # (each group rebased to its own start, offset by the lengths of the groups before it), so
@@ -237,7 +254,7 @@ def sweep(group: np.ndarray, phase: np.ndarray, s: np.ndarray, e: np.ndarray,
     g = np.concatenate([group, group]).astype(np.int64)
     ph = np.concatenate([phase, phase]).astype(np.int64)
     dlt = np.concatenate([np.ones(k, np.int32), -np.ones(k, np.int32)])
-    order = np.lexsort((t, g))
+    order = group_time_order(g, t)
     t, g, ph, dlt = t[order], g[order], ph[order], dlt[order]
     seg = np.zeros(2 * k, dtype=np.float64)
     same = g[1:] == g[:-1]
