@@ -10,9 +10,13 @@ import logging
 import signal
 import sys
 
-import typer
+# httpx imports its own command-line client (click, pygments) on first import unless that module
+# is missing; no quantscope command uses it, and every command that talks HTTP paid ~0.08 s.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from quantscope.cli.analyze import analyze_app, compare_command
+import typer  # noqa: E402
+
+from quantscope.cli.analyze import analyze_app, compare_command  # noqa: E402 (and below)
 from quantscope.cli.backfill import backfill, scheduler
 from quantscope.cli.baseline import baseline_command
 from quantscope.cli.common import console

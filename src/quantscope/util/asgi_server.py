@@ -8,6 +8,7 @@ ephemeral port (port=0) never races with another process."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -20,6 +21,47 @@ class ServerStartupError(RuntimeError):
     pass
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn's Server, stopping as soon as asked: its main loop polls `should_exit` every
+    100 ms and its shutdown sleeps 100 ms for open connections to close. A one-job command pays
+    both at exit; here a stop wakes the loop, and the grace sleep is skipped when nothing is open."""
+
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop has already closed
+                pass
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            except TimeoutError:
+                pass
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.server_state.connections or self.server_state.tasks:
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:  # uvicorn's own steps, without the grace sleep
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
 class BackgroundServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", *,
                  startup_timeout_s: float = 10.0, shutdown_timeout_s: float = 5.0, **uvicorn_kwargs: Any):
@@ -30,7 +72,7 @@ class BackgroundServer:
         self.startup_timeout_s = startup_timeout_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self._uvicorn_kwargs = uvicorn_kwargs
-        self._server: uvicorn.Server | None = None
+        self._server: _PromptServer | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
@@ -56,7 +98,7 @@ class BackgroundServer:
         self.port = sock.getsockname()[1]
         kwargs = {"timeout_graceful_shutdown": max(1, int(self.shutdown_timeout_s) - 1), **self._uvicorn_kwargs}
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level=self.log_level, **kwargs)
-        self._server = uvicorn.Server(config)
+        self._server = _PromptServer(config)
         self._thread = threading.Thread(target=self._run, name=f"asgi-server-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout_s
@@ -80,7 +122,7 @@ class BackgroundServer:
     def stop(self) -> None:
         if self._server is None or self._thread is None:
             return
-        self._server.should_exit = True
+        self._server.request_exit()
         self._thread.join(self.shutdown_timeout_s)
         if self._thread.is_alive():  # stuck connections: stop waiting for them
             self._server.force_exit = True
