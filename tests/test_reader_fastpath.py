@@ -174,3 +174,76 @@ def test_gzip_members_truncation_and_no_final_newline(tmp_path: Path) -> None:
     assert "cut.jsonl.gz: cannot read: compressed file ended" in same(tmp_path / "cut.jsonl.gz")
     (tmp_path / "empty.jsonl.gz").write_bytes(b"")
     assert len(same(tmp_path / "empty.jsonl.gz")) == 0
+
+
+# --- a large file read in two halves by two processes ---
+
+
+def read_table(path: Path, *, split: bool, strict: bool = True, keep=()):
+    b = SpanTableBuilder(keep)
+    try:
+        read_otlp_file(path, b, strict=strict, split_min_bytes=0 if split else None)
+    except Exception as exc:  # noqa: BLE001 - compared as text below
+        return f"{type(exc).__name__}: {exc}"
+    return b.finish()
+
+
+def assert_split_same(path: Path, **kw):
+    halves, one = read_table(path, split=True, **kw), read_table(path, split=False, **kw)
+    if isinstance(one, str):
+        assert halves == one
+        return one
+    assert_same_table(halves, one)
+    return one
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_two_halves_read_as_one(tmp_path: Path, gz: bool) -> None:
+    p = tmp_path / ("run.jsonl.gz" if gz else "run.jsonl")
+    bench_analysis.generate(p, 6_000, gz=gz, foreign=True)  # new names, traces and resources in both halves
+    t = assert_split_same(p, keep=["ticker", "interval"])
+    assert len(t) > 5_900
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_second_half_the_child_cannot_read_is_read_here(tmp_path: Path, strict: bool) -> None:
+    good = [doc(span(f"{i:016x}", name=f"n{i % 7}")) for i in range(1, 40)]
+    jaeger = {"data": [{"traceID": TRACE[:16], "spans": [{"traceID": TRACE[:16], "spanID": "00000000000000ff",
+                                                             "operationName": "j", "startTime": 1, "duration": 2}]}]}
+    p = write(tmp_path / "mixed.jsonl", good + [jaeger] + good[:5])
+    with p.open("ab") as fh:
+        fh.write(b"{not json\n")  # a bad line in the second half: its line number must be the file's
+    out = assert_split_same(p, strict=strict)
+    if strict:
+        assert "mixed.jsonl:46:" in out
+    else:
+        assert out.stats["malformed_lines"] == 1 and "mixed.jsonl:46:" in out.warnings[0]
+
+
+def test_line_halves_cover_every_line_once(tmp_path: Path) -> None:
+    from quantscope.analysis.linereader import iter_lines
+
+    rng = __import__("random").Random(5)
+    for trial in range(40):
+        lines = [b"x" * rng.randint(0, 30) for _ in range(rng.randint(0, 12))]
+        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.5 else b"")
+        for gz in (False, True):
+            p = tmp_path / f"l{trial}.jsonl{'.gz' if gz else ''}"
+            p.write_bytes(gzip.compress(data) if gz else data)
+            whole = list(iter_lines(p))
+            assert whole == data.split(b"\n")[: len(whole)]
+            for m in range(len(data) + 2):
+                assert list(iter_lines(p, until=m)) + list(iter_lines(p, after=m)) == whole, (data, m)
+
+
+def test_the_second_process_really_reads_its_half(tmp_path: Path) -> None:
+    from quantscope.analysis.split_read import SecondHalf
+
+    p = tmp_path / "run.jsonl"
+    bench_analysis.generate(p, 3_000, gz=False)
+    half = p.stat().st_size // 2
+    with SecondHalf(p, half, []) as child:
+        state = child.result()
+    assert state is not None, "the child process gave up on plain OTLP lines"
+    b = SpanTableBuilder()
+    assert b.merge(state) > 1_000 and len(b) == len(state["columns"]["_start"]) // 8

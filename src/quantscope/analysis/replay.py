@@ -33,35 +33,38 @@ __all__ = ["Acquire", "Cpu", "Delay", "Now", "Release", "Replay", "ReplayResult"
 
 WINDOW_S = 60.0  # Polygon's rate limit: requests per sliding minute
 
+# The requests below are built by the hundred thousand per plan: plain slotted classes build in
+# half the time of frozen ones (no object.__setattr__); nothing mutates or hashes them.
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class Acquire:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Release:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delay:
     seconds: float
     tag: str = "latency"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Cpu:
     seconds: float
     kind: str = "gil"  # gil | host
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Now:
     """Answered with the replay's clock (programs that measure their own phases)."""
 

@@ -17,8 +17,7 @@ import binascii
 import contextlib
 import gc
 import gzip
-import queue
-import threading
+import os
 import zlib
 from array import array
 from collections import Counter
@@ -44,6 +43,7 @@ from .conventions import (
     RES_SERVICE_NAME,
     SPAN_RUN,
 )
+from .linereader import iter_lines, uncompressed_size
 from .otlp_structs import decode_document
 from .foreign_formats import (
     ForeignFormatError,
@@ -748,6 +748,73 @@ class SpanTableBuilder:
         self._phase.extend(b_phase)
         self._conv.extend(b_conv)
 
+    # -- halves (split_read.py) --
+    _COLUMNS = ("_trace", "_span", "_parent", "_name", "_kind", "_status", "_start", "_end",
+                "_res", "_phase", "_conv")
+
+    def state(self) -> dict[str, Any]:
+        """Everything read so far, as plain data (for another builder's `merge`)."""
+        raw_names: list[Any] = [None] * len(self._names)
+        for raw, code in self._name_ix.items():
+            raw_names[code] = raw
+        res_keys: list[Any] = [None] * len(self._resources)
+        for key, code in self._res_ix.items():
+            res_keys[code] = key
+        return {
+            "columns": {c: getattr(self, c).tobytes() for c in self._COLUMNS},
+            "trace_ids": self._trace_ids, "raw_names": raw_names, "names": self._names,
+            "res_keys": res_keys, "resources": self._resources, "phase_names": self._phase_names,
+            "attrs": self._attrs, "messages": self._messages, "stats": dict(self.stats),
+        }
+
+    def merge(self, state: dict[str, Any]) -> int:
+        """Append another builder's rows as if this one had read them next: new traces, names,
+        resources and phases get codes in the order that builder met them. Returns rows added."""
+        n0 = len(self._start)
+        t_lut = np.array([self._trace_code(t) for t in state["trace_ids"]] or [0], dtype=np.int32)
+        n_lut = np.array([self._name_code(raw, name) for raw, name in zip(state["raw_names"], state["names"])]
+                         or [0], dtype=np.int32)
+        r_lut = np.array([self._resource_code(k, r) for k, r in zip(state["res_keys"], state["resources"])]
+                         or [0], dtype=np.int32)
+        p_lut = np.array([self._phase_code(p) for p in state["phase_names"]] + [-1], dtype=np.int8)  # [-1]: none
+        cols = state["columns"]
+        remap = {"_trace": t_lut, "_name": n_lut, "_res": r_lut, "_phase": p_lut}
+        for c in self._COLUMNS:
+            col = getattr(self, c)
+            if c in remap:
+                codes = np.frombuffer(cols[c], dtype=np.int8 if col.typecode == "b" else np.int32)
+                col.frombytes(remap[c][codes].astype(codes.dtype).tobytes())
+            else:
+                col.frombytes(cols[c])
+        n = len(self._start) - n0
+        if any(len(getattr(self, c)) != n0 + n for c in self._COLUMNS):
+            raise ValueError("merged columns are not aligned")
+        self._attrs.update({n0 + r: v for r, v in state["attrs"].items()})
+        self._messages.update({n0 + r: v for r, v in state["messages"].items()})
+        self.stats.update(state["stats"])
+        return n
+
+    def _trace_code(self, norm: str) -> int:
+        ix = self._trace_ix.get(norm)
+        if ix is None:
+            ix = self._trace_ix[norm] = len(self._trace_ids)
+            self._trace_ids.append(norm)
+        return ix
+
+    def _name_code(self, raw: str, name: str) -> int:
+        ix = self._name_ix.get(raw)
+        if ix is None:
+            ix = self._name_ix[raw] = len(self._names)
+            self._names.append(name)
+        return ix
+
+    def _resource_code(self, key: bytes, resource: dict[str, Any]) -> int:
+        ix = self._res_ix.get(key)
+        if ix is None:
+            ix = self._res_ix[key] = len(self._resources)
+            self._resources.append(resource)
+        return ix
+
     # -- finish --
     def finish(self) -> SpanTable:
         n = len(self._start)
@@ -870,113 +937,100 @@ def _open(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-_CHUNK = 1 << 22
-
-
-def _chunks(path: Path, out: queue.Queue[Any], stop: threading.Event) -> None:
-    # Runs on its own thread: file reads and zlib inflate release the GIL, so decompressing
-    # (or just reading) the next chunk overlaps decoding the current one.
-    try:
-        with open(path, "rb") as fh:
-            if path.name.lower().endswith(".gz"):
-                z, fed = zlib.decompressobj(wbits=31), False
-                while not stop.is_set() and (raw := fh.read(_CHUNK >> 4)):  # traces inflate ~16x
-                    while raw:
-                        out.put(z.decompress(raw))
-                        fed = True
-                        if not z.eof:
-                            break
-                        # concatenated members, as `cat a.gz b.gz` makes them
-                        raw, z, fed = z.unused_data, zlib.decompressobj(wbits=31), False
-                if fed and not z.eof:
-                    raise EOFError("compressed file ended before the end-of-stream marker")
-            else:
-                while not stop.is_set() and (raw := fh.read(_CHUNK)):
-                    out.put(raw)
-        out.put(None)
-    except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, raised there
-        out.put(exc)
-
-
-def _lines(path: Path) -> Iterator[bytes]:
-    """The file's lines (without their newline), read ahead on another thread."""
-    out: queue.Queue[Any] = queue.Queue(maxsize=4)
-    stop = threading.Event()
-    worker = threading.Thread(target=_chunks, args=(path, out, stop), daemon=True)
-    worker.start()
-    carry = b""
-    try:
-        while True:
-            chunk = out.get()
-            if chunk is None:
-                break
-            if isinstance(chunk, BaseException):
-                raise chunk
-            parts = (carry + chunk).split(b"\n")
-            carry = parts.pop()
-            yield from parts
-        if carry:
-            yield carry
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                out.get(timeout=0.05)
-
-
 def _json_error(where: str, exc: orjson.JSONDecodeError, line_offset: int = 0) -> TraceSourceError:
     return TraceSourceError(
         f"{where}:{exc.lineno + line_offset}:{exc.colno}: invalid JSON: {exc.msg}"
     )
 
 
+SPLIT_MIN_BYTES = 64 << 20  # below this a second process costs more than it saves
+# This process reads a bit more than half: the other starts ~0.15 s later and pickles its
+# columns back (~0.3 s for 1M spans), so even halves would leave this one waiting.
+_FIRST_SHARE = 0.58
+
+
 def read_otlp_file(
-    path: Path, builder: SpanTableBuilder, *, strict: bool = True, fast: bool = True
+    path: Path, builder: SpanTableBuilder, *, strict: bool = True, fast: bool = True,
+    split_min_bytes: int | None = SPLIT_MIN_BYTES,
 ) -> int:
     """One file: OTLP JSON lines (the Collector file exporter) or one whole JSON document.
-    `fast=False` reads every line the general way (the equality tests compare both)."""
-    added = 0
+
+    `fast=False` reads every line the general way (the equality tests compare both). A file of
+    at least `split_min_bytes` of text (None: never) is read in two halves at once when two
+    cores are free: a second process reads the second half, this one the first, and the halves
+    are merged in order (split_read.py), giving the same table as one reader would."""
     try:
-        lineno = 0
-        first = True
-        for raw in _lines(path):
-            lineno += 1
-            if not raw or raw.isspace():  # no strip(): lines can be megabytes
-                continue
-            if fast:
-                n = builder.add_line(raw)
-                if n is not None:
-                    added += n
-                    first = False
-                    continue
-            try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                if first:
-                    try:
-                        return _read_whole(path, builder)  # pretty-printed single document
-                    except TraceSourceError:
-                        if strict:
-                            raise
-                    first = False
-                if strict:
-                    raise _json_error(f"{path}", exc, lineno - 1) from None
-                builder.stats["malformed_lines"] += 1
-                _warn(builder, f"{path}:{lineno}: skipped, invalid JSON: {exc.msg}")
-                continue
-            first = False
-            try:
-                added += builder.add_document(doc, where=f"{path}:{lineno}")
-            except TraceSourceError as exc:
-                if strict:
-                    raise
-                builder.stats["malformed_lines"] += 1
-                _warn(builder, f"skipped: {exc}")
+        half = None
+        if fast and split_min_bytes is not None and _free_cores() >= 2:
+            size = uncompressed_size(path)
+            if size >= split_min_bytes:
+                half = int(size * _FIRST_SHARE)
+        if half is None:
+            return _read_lines(path, iter_lines(path), builder, strict=strict, fast=fast)[0]
+        from quantscope.analysis.split_read import SecondHalf  # only when a file is this large
+
+        with SecondHalf(path, half, builder.kept_keys()) as second:
+            added, lineno, whole = _read_lines(path, iter_lines(path, until=half), builder,
+                                               strict=strict, fast=fast)
+            if whole:  # one pretty-printed document: there are no halves
+                return added
+            state = second.result()
+        if state is not None:
+            return added + builder.merge(state)
+        more, _, _ = _read_lines(path, iter_lines(path, after=half), builder, strict=strict, fast=fast,
+                                 lineno=lineno, first=False)
+        return added + more
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise TraceSourceError(f"{path}: no such file") from None
         raise TraceSourceError(f"{path}: cannot read: {exc}") from None
-    return added
+
+
+def _free_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _read_lines(path: Path, lines: Iterable[bytes], builder: SpanTableBuilder, *, strict: bool,
+                fast: bool, lineno: int = 0, first: bool = True) -> tuple[int, int, bool]:
+    """(spans added, last line number, whether the file was read as one whole document)."""
+    added = 0
+    for raw in lines:
+        lineno += 1
+        if not raw or raw.isspace():  # no strip(): lines can be megabytes
+            continue
+        if fast:
+            n = builder.add_line(raw)
+            if n is not None:
+                added += n
+                first = False
+                continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if first:
+                try:
+                    return _read_whole(path, builder), lineno, True  # one pretty-printed document
+                except TraceSourceError:
+                    if strict:
+                        raise
+                first = False
+            if strict:
+                raise _json_error(f"{path}", exc, lineno - 1) from None
+            builder.stats["malformed_lines"] += 1
+            _warn(builder, f"{path}:{lineno}: skipped, invalid JSON: {exc.msg}")
+            continue
+        first = False
+        try:
+            added += builder.add_document(doc, where=f"{path}:{lineno}")
+        except TraceSourceError as exc:
+            if strict:
+                raise
+            builder.stats["malformed_lines"] += 1
+            _warn(builder, f"skipped: {exc}")
+    return added, lineno, False
 
 
 def _warn(builder: SpanTableBuilder, msg: str) -> None:
