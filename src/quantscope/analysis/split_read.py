@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import quantscope
-
 from .linereader import iter_lines
 from .traces import SpanTableBuilder
 
@@ -43,7 +41,7 @@ class SecondHalf:
     """A child process reading the second half; `result()` waits for its state (None: failed)."""
 
     def __init__(self, path: Path, half: int, keep: list[str]) -> None:
-        root = str(Path(quantscope.__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the quantscope package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "quantscope.analysis.split_read", str(path), str(half), json.dumps(keep)],
