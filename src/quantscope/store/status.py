@@ -16,8 +16,7 @@ def service_status(conn, tiers: Mapping[str, str]) -> dict:
                        WHERE l.run_id = (SELECT run_id FROM backfill_runs WHERE finished_at IS NOT NULL
                                          ORDER BY finished_at DESC LIMIT 1)""")
         failed, total = cur.fetchone()
-        cur.execute("""SELECT symbol, timeframe, extract(epoch FROM now() - max(features_computed_at))
-                       FROM quant_features GROUP BY symbol, timeframe""")
+        cur.execute("SELECT symbol, timeframe, extract(epoch FROM now() - features_computed_at) FROM series_freshness")
         ages = [(s, tf, tiers.get(s, "low"), float(a)) for s, tf, a in cur.fetchall()]
     have = {s for s, _, _, _ in ages}
     missing = [s for s in tiers if s not in have]
