@@ -694,3 +694,12 @@ def test_the_embedded_wheel_still_has_what_the_adapter_uses(pg):
     for public in ("ensure_postgres_running", "get_postmaster_info", "get_pid", "global_process_id_list",
                    "cleanup_mode", "postgres_user"):
         assert hasattr(server, public), public
+
+
+def test_after_analyze_the_newest_n_read_walks_the_primary_key(clean):
+    clean.run(lambda c: repo.write_features(c, "AAPL", "5m", make_features(8000), COMPUTED, "copy"))
+    clean.run(repo.analyze_tables)
+    with clean.connection() as conn, conn.cursor() as cur:
+        cur.execute("EXPLAIN (COSTS OFF) " + repo._READ_SQL, {"symbol": "AAPL", "tf": "5m", "limit": 500})
+        plan = "\n".join(r[0] for r in cur.fetchall())
+    assert "Index Scan Backward using quant_features_pkey" in plan, plan

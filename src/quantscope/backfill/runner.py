@@ -19,6 +19,7 @@ from quantscope.instrumentation import names, phases
 from quantscope.marketdata.timeframes import TIMEFRAMES, SymbolInfo, parse_timeframe, symbol_info
 from quantscope.objectives import TIER_ORDER
 from quantscope.store import execution_log as xlog
+from quantscope.store.repository import analyze_tables
 
 log = logging.getLogger("quantscope.backfill")
 
@@ -158,6 +159,9 @@ class BackfillRunner:
             result.counts = await asyncio.to_thread(self.db.run, lambda c: xlog.finish_run(c, run_id))
             phases.set_attrs(run_span, **cpu.read(), **result.claims.attributes())
         result.wall_s = time.perf_counter() - t0
+        if result.records_fetched:
+            with phases.untraced():  # housekeeping, outside the run's span and wall clock
+                await asyncio.to_thread(self.db.run, analyze_tables)
         return result
 
     def _limits(self) -> dict[str, int | None]:

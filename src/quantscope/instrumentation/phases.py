@@ -59,6 +59,16 @@ def backoff_span(seconds: float, reason: str, attempt: int):
         names.ATTR_ATTEMPT: attempt})
 
 
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Housekeeping no trace should show (the post-run ANALYZE): client instrumentations
+    (psycopg2, httpx) stay quiet inside."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
 def current() -> Span:
     """The span of the current context (a server span inside an instrumented handler)."""
     return trace.get_current_span()

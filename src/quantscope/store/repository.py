@@ -328,6 +328,16 @@ def write_features(conn: Any, symbol: str, timeframe: str, features: pd.DataFram
     return n
 
 
+def analyze_tables(conn: Any) -> None:
+    """Fresh planner statistics after a bulk write. Until autovacuum gets to it, a freshly loaded
+    series is planned on stale statistics: the API's newest-N read then took the
+    (symbol, timeframe, features_computed_at) index and sorted the whole series (5.1 ms for 8k
+    rows) instead of walking the primary key backwards (0.7 ms). ANALYZE samples, so it stays
+    cheap on large tables."""
+    with conn.cursor() as cur:
+        cur.execute("ANALYZE bars, quant_features, series_freshness")
+
+
 # --------------------------------------------------------------------------------------------
 # Reads
 # --------------------------------------------------------------------------------------------
@@ -405,5 +415,5 @@ def latest_feature_times(conn: Any) -> dict[tuple[str, str], datetime]:
 
 __all__ = [
     "BAR_COLUMNS", "BAR_VALUE_COLUMNS", "DEFAULT_PAGE_SIZE", "FeaturePage", "WRITE_STRATEGIES",
-    "latest_feature_times", "read_features", "symbol_has_data", "write_bars", "write_features",
+    "analyze_tables", "latest_feature_times", "read_features", "symbol_has_data", "write_bars", "write_features",
 ]
