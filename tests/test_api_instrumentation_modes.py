@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -26,14 +28,10 @@ PARENT_ID = "b7ad6b7169203331"
 LEAKED = "qs-leaked-key-5e8d1c"  # a careless client puts a key in the query string
 
 
-@pytest.mark.parametrize("mode", ["auto", "native", "lean"])
-def test_one_server_span_per_request_in_the_callers_trace(mode, db, simulator, tmp_path):
-    run_backfill(db, simulator, ["QQQ"], ["1h"])
+@contextmanager
+def serving(env: dict[str, str], tmp_path) -> Iterator[tuple[str, int]]:
+    """`quantscope serve` on a free port with `env`, ready; SIGTERM (a clean flush) on exit."""
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("QUANTSCOPE_", "OTEL_"))},
-           "DATABASE_URL": db.dsn, "QUANTSCOPE_API_INSTRUMENTATION": mode, "QUANTSCOPE_OTEL_ENABLED": "true",
-           "QUANTSCOPE_TRACES_DIR": str(tmp_path / "traces"), "POLYGON_API_KEY": LEAKED,
-           "PYTHONPATH": str(PROJECT_ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "quantscope", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "api.err", "wb"))
     base = f"http://127.0.0.1:{port}"
@@ -44,15 +42,26 @@ def test_one_server_span_per_request_in_the_callers_trace(mode, db, simulator, t
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        yield base, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("mode", ["auto", "native", "lean"])
+def test_one_server_span_per_request_in_the_callers_trace(mode, db, simulator, tmp_path):
+    run_backfill(db, simulator, ["QQQ"], ["1h"])
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("QUANTSCOPE_", "OTEL_"))},
+           "DATABASE_URL": db.dsn, "QUANTSCOPE_API_INSTRUMENTATION": mode, "QUANTSCOPE_OTEL_ENABLED": "true",
+           "QUANTSCOPE_TRACES_DIR": str(tmp_path / "traces"), "POLYGON_API_KEY": LEAKED,
+           "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    with serving(env, tmp_path) as (base, _):
         r = httpx.get(f"{base}/api/v1/features/quant/QQQ", params={"timeframe": "1h", "limit": 20},
                       headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}, timeout=10)
         assert r.status_code == 200
         assert httpx.get(f"{base}/api/v1/features/quant/QQQ", params={"limit": 5, "apiKey": LEAKED},
                          timeout=10).status_code == 200
         assert httpx.get(f"{base}/api/v1/features/quant/QQQ", params={"limit": 0}, timeout=10).status_code == 422
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
     spans = list(read_spans([str(tmp_path / "traces")]))
     mine = [s for s in spans if s.trace_id == TRACE_ID]
     servers = [s for s in mine if s.kind == 2]
@@ -78,27 +87,14 @@ def test_the_default_server_span_carries_the_stable_http_semantic_conventions(db
     """No QUANTSCOPE_API_INSTRUMENTATION: the default (lean) must still give what a collector,
     Tempo's span metrics or a foreign dashboard expects from any OTel HTTP server span."""
     run_backfill(db, simulator, ["QQQ"], ["1h"])
-    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("QUANTSCOPE_", "OTEL_"))},
            "DATABASE_URL": db.dsn, "QUANTSCOPE_OTEL_ENABLED": "true",
            "QUANTSCOPE_TRACES_DIR": str(tmp_path / "traces"), "PYTHONPATH": str(PROJECT_ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "quantscope", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "api.err", "wb"))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with serving(env, tmp_path) as (base, port):
         r = httpx.get(f"{base}/api/v1/features/quant/QQQ", params={"timeframe": "1h", "limit": 20},
                       headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "user-agent": "qs-semconv-check/1"},
                       timeout=10)
         assert r.status_code == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
     spans = [s for s in read_spans([str(tmp_path / "traces")], keep=STABLE_HTTP_SERVER_ATTRS)
              if s.trace_id == TRACE_ID and s.kind == 2]
     assert len(spans) == 1, spans

@@ -389,6 +389,18 @@ class SpanTableBuilder:
             self._phase_ix[value] = ix
         return ix
 
+    def _kept_value(self, key: str, value: Any) -> Any:
+        # A named attribute's value as kept: URLs and SQL scrubbed, other strings redacted once
+        # and interned (a million spans share a handful of tickers).
+        if key in _SENSITIVE_ATTRS:
+            return redact_value(key, value)
+        if type(value) is str:
+            iv = self._interned.get(value)
+            if iv is None:
+                iv = self._interned[value] = redact_free_text(value)
+            return iv
+        return value
+
     # -- ingest --
     def add_span(
         self,
@@ -517,8 +529,6 @@ class SpanTableBuilder:
         )
         attrs_store, messages = self._attrs, self._messages
         wanted_get = self._wanted.get
-        interned = self._interned
-        sensitive = _SENSITIVE_ATTRS
         a_conv = self._conv.append
         span_int = _span_int
         any_value = _any_value
@@ -592,17 +602,9 @@ class SpanTableBuilder:
                                                             or v.get("stringValue") == "429"):
                                         conv |= 8
                                 if w & 64:  # _KEEP_VALUE
-                                    v = any_value(a.get("value"))
-                                    if k in sensitive:
-                                        v = redact_value(k, v)
-                                    elif type(v) is str:
-                                        iv = interned.get(v)
-                                        if iv is None:
-                                            iv = interned[v] = redact_free_text(v)
-                                        v = iv
                                     if kept is None:
                                         kept = {}
-                                    kept[k] = v
+                                    kept[k] = self._kept_value(k, any_value(a.get("value")))
                     if kept is not None:
                         attrs_store[row] = kept
                     a_trace(t)
@@ -705,7 +707,7 @@ class SpanTableBuilder:
         convs = [p[0] for p in plans]
         phases = [-1] * n
         kept_rows: dict[int, dict[str, Any]] = {}
-        phase_ix, interned, sensitive, value_of = self._phase_ix, self._interned, _SENSITIVE_ATTRS, _struct_value
+        phase_ix, value_of = self._phase_ix, _struct_value
         for i in [i for i, p in enumerate(plans) if p[1]]:
             attrs = spans[i].attributes
             kept = None
@@ -720,13 +722,7 @@ class SpanTableBuilder:
                         convs[i] |= CONV_429
                     if not mode & _KEEP_VALUE:
                         continue
-                    if k in sensitive:
-                        v = redact_value(k, v)
-                    elif type(v) is str:
-                        iv = interned.get(v)
-                        if iv is None:
-                            iv = interned[v] = redact_free_text(v)
-                        v = iv
+                    v = self._kept_value(k, v)
                 if kept is None:
                     kept = kept_rows[row0 + i] = {}
                 kept[k] = v
