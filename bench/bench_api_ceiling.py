@@ -6,7 +6,8 @@ runs, in turn, the ceiling, the API's cached scenario (warmed AAPL/1h/500) and t
 scenario (every request sends Cache-Control: no-cache, so it reads PostgreSQL), as k6 constant-VU
 runs of the same length. Ratios are computed per round, then their median is reported.
 
-Goals (issue 5): cached >= 60% of the ceiling's throughput, uncached >= 40%.
+Goals (issues 5, 19): cached >= 60% of the ceiling's throughput, uncached >= 45%; both also per server
+CPU-second, which says whether k6 and PostgreSQL crowding the cores explain a gap.
 
 Run: PYTHONPATH=src .venv/bin/python bench/bench_api_ceiling.py [--rounds 3] [--duration 10s] [--vus 50]
      [--workers 1] [--otel on|off]
@@ -107,7 +108,7 @@ def main() -> int:
     print(f"API vs minimal ASGI ceiling ({a.rounds} rounds x {a.duration}, {a.vus} VUs, workers={a.workers}, "
           f"ceiling workers={a.ceiling_workers or a.workers}, otel={a.otel}, {os.cpu_count()} cores; ratio = median over rounds of API/ceiling in the same round)")
     ok = True
-    for label, goal in (("cached", 0.60), ("uncached", 0.40)):
+    for label, goal in (("cached", 0.60), ("uncached", 0.45)):  # issue 19 raised uncached from 40%
         ratios = [x["rps"] / c["rps"] for x, c in zip(rows[label], rows["ceiling"])]
         p99s = [x["p99"] / c["p99"] for x, c in zip(rows[label], rows["ceiling"])]
         med = statistics.median(ratios)
@@ -117,6 +118,17 @@ def main() -> int:
               f"p99 {statistics.median([x['p99'] for x in rows[label]]):.1f} ms = {statistics.median(p99s):.2f}x ceiling's")
     print(f"  ceiling   throughput {statistics.median([x['rps'] for x in rows['ceiling']]):8.1f} req/s, "
           f"p99 {statistics.median([x['p99'] for x in rows['ceiling']]):.1f} ms")
+    # Per CPU: requests per second of the server process's own CPU (psutil, sampled during the
+    # run). If the API's ratio stays low here too, the gap is its per-request cost, not k6 and
+    # PostgreSQL crowding 2 cores.
+    cpu_rows = {k: [x for x in v if x.get("cpu")] for k, v in rows.items()}
+    if all(cpu_rows.values()):
+        per_cpu = {k: statistics.median([x["rps"] / (x["cpu"] / 100) for x in v]) for k, v in cpu_rows.items()}
+        print("  per server CPU-second: " + ", ".join(
+            f"{k} {per_cpu[k]:,.0f} req (cpu {statistics.median([x['cpu'] for x in cpu_rows[k]]):.0f}%)"
+            for k in ("ceiling", "cached", "uncached")))
+        print(f"  CPU-normalised: cached {per_cpu['cached'] / per_cpu['ceiling']:.0%}, "
+              f"uncached {per_cpu['uncached'] / per_cpu['ceiling']:.0%} of the ceiling")
     return 0 if ok else 1
 
 
