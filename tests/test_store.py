@@ -696,10 +696,12 @@ def test_the_embedded_wheel_still_has_what_the_adapter_uses(pg):
         assert hasattr(server, public), public
 
 
-def test_after_analyze_the_newest_n_read_walks_the_primary_key(clean):
+def test_after_a_bulk_write_the_newest_n_read_walks_the_primary_key(clean):
     clean.run(lambda c: repo.write_features(c, "AAPL", "5m", make_features(8000), COMPUTED, "copy"))
-    clean.run(repo.analyze_tables)
+    assert clean.run(lambda c: repo.analyze_if_stale(c, 8000))  # a load into an empty table
     with clean.connection() as conn, conn.cursor() as cur:
         cur.execute("EXPLAIN (COSTS OFF) " + repo._READ_SQL, {"symbol": "AAPL", "tf": "5m", "limit": 500})
         plan = "\n".join(r[0] for r in cur.fetchall())
     assert "Index Scan Backward using quant_features_pkey" in plan, plan
+    assert not clean.run(lambda c: repo.analyze_if_stale(c, 200))  # 2.5% of 8,000 rows: fine as they are
+    assert clean.run(lambda c: repo.analyze_if_stale(c, 900))

@@ -19,7 +19,7 @@ from quantscope.instrumentation import names, phases
 from quantscope.marketdata.timeframes import TIMEFRAMES, SymbolInfo, parse_timeframe, symbol_info
 from quantscope.objectives import TIER_ORDER
 from quantscope.store import execution_log as xlog
-from quantscope.store.repository import analyze_tables
+from quantscope.store.repository import analyze_if_stale
 
 log = logging.getLogger("quantscope.backfill")
 
@@ -161,7 +161,7 @@ class BackfillRunner:
         result.wall_s = time.perf_counter() - t0
         if result.records_fetched:
             with phases.untraced():  # housekeeping, outside the run's span and wall clock
-                await asyncio.to_thread(self.db.run, analyze_tables)
+                await asyncio.to_thread(self.db.run, lambda c: analyze_if_stale(c, result.records_fetched))
         return result
 
     def _limits(self) -> dict[str, int | None]:
