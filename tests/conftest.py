@@ -92,22 +92,33 @@ def assert_same_table(a, b) -> None:
         assert getattr(a, k) == getattr(b, k), f"{k} differs"
 
 
-def read_both_ways(path, keep=(), strict=True, read_otlp_file=None):
-    """(fast, general) outcome of one file: a finished SpanTable each, or the error text."""
-    from quantscope.analysis import traces
+def read_outcome(path, read_otlp_file, keep=(), **options):
+    """One file read into a fresh builder: its finished SpanTable, or the error text."""
     from quantscope.analysis.traces import SpanTableBuilder, TraceSourceError
 
-    read_otlp_file = read_otlp_file or traces.read_otlp_file
+    b = SpanTableBuilder(keep)
+    try:
+        read_otlp_file(Path(path), b, **options)
+    except TraceSourceError as exc:
+        return str(exc)
+    return b.finish()
 
-    out = []
-    for fast in (True, False):
-        b = SpanTableBuilder(keep)
-        try:
-            read_otlp_file(Path(path), b, strict=strict, fast=fast)
-            out.append(b.finish())
-        except TraceSourceError as exc:
-            out.append(str(exc))
-    return out
+
+def assert_same_outcome(a, b):
+    """Two outcomes of read_outcome agree (the same table, or the same error); returns b."""
+    if isinstance(a, str) or isinstance(b, str):
+        assert a == b, f"readers disagree: {a!r} vs {b!r}"
+    else:
+        assert_same_table(a, b)
+    return b
+
+
+def read_both_ways(path, keep=(), strict=True, read_otlp_file=None):
+    """(fast, general) outcome of one file."""
+    from quantscope.analysis import traces
+
+    read_otlp_file = read_otlp_file or traces.read_otlp_file
+    return [read_outcome(path, read_otlp_file, keep, strict=strict, fast=fast) for fast in (True, False)]
 
 
 @pytest.fixture(autouse=True)
@@ -118,12 +129,8 @@ def _reader_paths_agree(monkeypatch):
 
     real = traces.read_otlp_file
 
-    def checked(path, builder, *, strict=True, fast=True):
-        fast_t, general_t = read_both_ways(path, keep=builder.kept_keys(), strict=strict, read_otlp_file=real)
-        if isinstance(fast_t, str) or isinstance(general_t, str):
-            assert fast_t == general_t, f"{path}: readers disagree: {fast_t!r} vs {general_t!r}"
-        else:
-            assert_same_table(fast_t, general_t)
-        return real(path, builder, strict=strict, fast=fast)
+    def checked(path, builder, *, strict=True, **options):
+        assert_same_outcome(*read_both_ways(path, keep=builder.kept_keys(), strict=strict, read_otlp_file=real))
+        return real(path, builder, strict=strict, **options)
 
     monkeypatch.setattr(traces, "read_otlp_file", checked)

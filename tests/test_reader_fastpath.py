@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import assert_same_table, read_both_ways
+from conftest import assert_same_outcome, read_both_ways, read_outcome
 from quantscope.analysis.spanset import SpanSet
 from quantscope.analysis.traces import SpanTableBuilder, read_otlp_file
 
@@ -50,12 +50,7 @@ def write(path: Path, docs: list, gz: bool = False) -> Path:
 
 
 def same(path: Path, keep=(), strict=True):
-    fast, general = read_both_ways(path, keep=keep, strict=strict)
-    if isinstance(general, str):
-        assert fast == general
-        return general
-    assert_same_table(fast, general)
-    return fast
+    return assert_same_outcome(*read_both_ways(path, keep=keep, strict=strict))
 
 
 def test_the_fast_path_is_taken_for_collector_lines(tmp_path: Path) -> None:
@@ -179,22 +174,10 @@ def test_gzip_members_truncation_and_no_final_newline(tmp_path: Path) -> None:
 # --- a large file read in two halves by two processes ---
 
 
-def read_table(path: Path, *, split: bool, strict: bool = True, keep=()):
-    b = SpanTableBuilder(keep)
-    try:
-        read_otlp_file(path, b, strict=strict, split_min_bytes=0 if split else None)
-    except Exception as exc:  # noqa: BLE001 - compared as text below
-        return f"{type(exc).__name__}: {exc}"
-    return b.finish()
-
-
-def assert_split_same(path: Path, **kw):
-    halves, one = read_table(path, split=True, **kw), read_table(path, split=False, **kw)
-    if isinstance(one, str):
-        assert halves == one
-        return one
-    assert_same_table(halves, one)
-    return one
+def assert_split_same(path: Path, keep=(), strict: bool = True):
+    """Read in two halves (two processes) and in one: the same outcome."""
+    return assert_same_outcome(*(read_outcome(path, read_otlp_file, keep, strict=strict, split_min_bytes=split)
+                                 for split in (0, None)))
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import gc
 import gzip
-import os
 import zlib
 from array import array
 from collections import Counter
@@ -32,6 +31,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import numpy as np
 import orjson
 
+from quantscope.util.cpus import cores
 from quantscope.util.otlp import any_value
 from quantscope.util.redaction import SQL_ATTRS, URL_ATTRS, redact_free_text, redact_value
 
@@ -370,12 +370,21 @@ class SpanTableBuilder:
 
     def _resource_index(self, attributes: Any) -> int:
         attrs = {a["key"]: _any_value(a.get("value")) for a in attributes or ()}
-        key = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS)
+        return self._intern_resource(orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS), attrs)
+
+    def _intern_resource(self, key: bytes, attrs: dict[str, Any]) -> int:
         ix = self._res_ix.get(key)
         if ix is None:
-            ix = len(self._resources)
+            ix = self._res_ix[key] = len(self._resources)
             self._resources.append(attrs)
-            self._res_ix[key] = ix
+        return ix
+
+    def _intern_name(self, raw: str, redacted: str | None = None) -> int:
+        # Keyed by the name as sent; stored redacted (some quote a whole URL).
+        ix = self._name_ix.get(raw)
+        if ix is None:
+            ix = self._name_ix[raw] = len(self._names)
+            self._names.append(redact_free_text(raw) if redacted is None else redacted)
         return ix
 
     def _phase_code(self, value: Any) -> int:
@@ -560,9 +569,7 @@ class SpanTableBuilder:
                     if n is None:
                         if not isinstance(name, str):
                             raise ValueError(f"name must be a string, got {name!r}")
-                        n = len(self._names)
-                        self._names.append(redact_free_text(name))  # some quote a whole URL
-                        name_ix[name] = n
+                        n = self._intern_name(name)
                     start = int(sp["startTimeUnixNano"])
                     end = int(sp["endTimeUnixNano"])
                     kind = sp.get("kind") or 0
@@ -681,17 +688,9 @@ class SpanTableBuilder:
         if not sids.all():
             raise ValueError("spanId is empty or all zeros")
         pids = _hex_ids([p or _NO_ID for p in map(_PARENT_ID, spans)])
-        name_ix = self._name_ix
-        n_codes = list(map(name_ix.get, map(_NAME, spans)))
+        n_codes = list(map(self._name_ix.get, map(_NAME, spans)))
         if None in n_codes:
-            for i, c in enumerate(n_codes):
-                if c is None:
-                    name = spans[i].name
-                    c = name_ix.get(name)
-                    if c is None:
-                        c = name_ix[name] = len(self._names)
-                        self._names.append(redact_free_text(name))  # some quote a whole URL
-                    n_codes[i] = c
+            n_codes = [self._intern_name(sp.name) if c is None else c for c, sp in zip(n_codes, spans)]
         starts = array("q", list(map(int, map(_START, spans))))
         ends = array("q", list(map(int, map(_END, spans))))
         kinds = _small_codes(list(map(_KIND, spans)), _KIND_BY_NAME)
@@ -767,10 +766,10 @@ class SpanTableBuilder:
         """Append another builder's rows as if this one had read them next: new traces, names,
         resources and phases get codes in the order that builder met them. Returns rows added."""
         n0 = len(self._start)
-        t_lut = np.array([self._trace_code(t) for t in state["trace_ids"]] or [0], dtype=np.int32)
-        n_lut = np.array([self._name_code(raw, name) for raw, name in zip(state["raw_names"], state["names"])]
+        t_lut = np.array([self._trace_index(t) for t in state["trace_ids"]] or [0], dtype=np.int32)
+        n_lut = np.array([self._intern_name(raw, name) for raw, name in zip(state["raw_names"], state["names"])]
                          or [0], dtype=np.int32)
-        r_lut = np.array([self._resource_code(k, r) for k, r in zip(state["res_keys"], state["resources"])]
+        r_lut = np.array([self._intern_resource(k, r) for k, r in zip(state["res_keys"], state["resources"])]
                          or [0], dtype=np.int32)
         p_lut = np.array([self._phase_code(p) for p in state["phase_names"]] + [-1], dtype=np.int8)  # [-1]: none
         cols = state["columns"]
@@ -789,27 +788,6 @@ class SpanTableBuilder:
         self._messages.update({n0 + r: v for r, v in state["messages"].items()})
         self.stats.update(state["stats"])
         return n
-
-    def _trace_code(self, norm: str) -> int:
-        ix = self._trace_ix.get(norm)
-        if ix is None:
-            ix = self._trace_ix[norm] = len(self._trace_ids)
-            self._trace_ids.append(norm)
-        return ix
-
-    def _name_code(self, raw: str, name: str) -> int:
-        ix = self._name_ix.get(raw)
-        if ix is None:
-            ix = self._name_ix[raw] = len(self._names)
-            self._names.append(name)
-        return ix
-
-    def _resource_code(self, key: bytes, resource: dict[str, Any]) -> int:
-        ix = self._res_ix.get(key)
-        if ix is None:
-            ix = self._res_ix[key] = len(self._resources)
-            self._resources.append(resource)
-        return ix
 
     # -- finish --
     def finish(self) -> SpanTable:
@@ -957,7 +935,7 @@ def read_otlp_file(
     are merged in order (split_read.py), giving the same table as one reader would."""
     try:
         half = None
-        if fast and split_min_bytes is not None and _free_cores() >= 2:
+        if fast and split_min_bytes is not None and cores() >= 2:
             size = uncompressed_size(path)
             if size >= split_min_bytes:
                 half = int(size * _FIRST_SHARE)
@@ -980,13 +958,6 @@ def read_otlp_file(
         if isinstance(exc, FileNotFoundError):
             raise TraceSourceError(f"{path}: no such file") from None
         raise TraceSourceError(f"{path}: cannot read: {exc}") from None
-
-
-def _free_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _read_lines(path: Path, lines: Iterable[bytes], builder: SpanTableBuilder, *, strict: bool,

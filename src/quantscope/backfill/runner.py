@@ -20,6 +20,7 @@ from quantscope.marketdata.timeframes import TIMEFRAMES, SymbolInfo, parse_timef
 from quantscope.objectives import TIER_ORDER
 from quantscope.store import execution_log as xlog
 from quantscope.store.repository import analyze_if_stale
+from quantscope.util.cpus import cores
 
 log = logging.getLogger("quantscope.backfill")
 
@@ -166,7 +167,7 @@ class BackfillRunner:
 
     def _limits(self) -> dict[str, int | None]:
         """The limits no span shows but every job shares (the what-if model's contention inputs)."""
-        return {names.ATTR_LIMIT_CORES: phases.cores(),
+        return {names.ATTR_LIMIT_CORES: cores(),
                 names.ATTR_LIMIT_HTTP: getattr(self.client, "max_concurrency", None),
                 names.ATTR_LIMIT_THREADS: phases.default_thread_pool_size(),
                 names.ATTR_LIMIT_DB_POOL: getattr(self.db, "pool_max", None),

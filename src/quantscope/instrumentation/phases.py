@@ -91,14 +91,6 @@ def thread_cpu(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, floa
     return fn(*args, **kwargs), time.thread_time() - t
 
 
-def cores() -> int:
-    """CPUs this process may run on (its affinity, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def default_thread_pool_size() -> int:
     """asyncio.to_thread's pool: ThreadPoolExecutor's default size."""
     return min(32, (os.cpu_count() or 1) + 4)
