@@ -21,15 +21,23 @@ _VALUES_RE = re.compile(r"\bVALUES\s*\(", re.IGNORECASE)
 
 _secrets: tuple[str, ...] = ()  # replaced whole under _lock; readers take the tuple lock-free
 _lock = threading.Lock()
+_generation = 0  # bumped by each new secret: caches of redacted values compare it
+
+
+def generation() -> int:
+    """Changes whenever a new secret is registered, so a cache of redacted values knows to drop
+    what it redacted before."""
+    return _generation
 
 
 def register_secret(value: str | None) -> None:
     """Any attribute containing this exact value is scrubbed (defence in depth)."""
-    global _secrets
+    global _secrets, _generation
     if value and len(value) >= 6:
         with _lock:
             if value not in _secrets:
                 _secrets = (*_secrets, value)
+                _generation += 1
 
 
 # Cheap screen before parsing: credentials in the authority or a secret-named query parameter.
