@@ -41,6 +41,13 @@ def leaf(name: str, **attrs: Any) -> Span:
     return _tracer.start_span(name, attributes=_clean(attrs))
 
 
+def record_failure(s: Span, exc: BaseException) -> None:
+    """What `span` does when an exception escapes, for a `leaf`: the exception event, ERROR."""
+    if s.is_recording():
+        s.record_exception(exc, escaped=True)
+        s.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
 def fetch_span(**attrs: Any):
     return span(names.SPAN_FETCH, phase=names.PHASE_API, **attrs)
 
