@@ -114,7 +114,8 @@ def test_concurrent_misses_share_one_read(settings, db, series, monkeypatch):
     out = _respond_many(state, 20)
     assert len(reads) == 1
     assert all(not isinstance(o, BaseException) for o in out)
-    assert len({body for body, _ in out}) == 1 and not any(cached for _, cached in out)
+    # The same rows for all (the envelope's freshness age moves with the clock).
+    assert len({body[body.index(b',"columns":'):] for body, _ in out}) == 1 and not any(cached for _, cached in out)
     assert orjson.loads(out[0][0])["count"] == 60 and not state.inflight
 
 

@@ -659,6 +659,27 @@ def test_a_rerun_rewrites_only_changed_rows_and_freshness_stays_exact(clean, str
         assert repo.latest_feature_times(conn) == {("AAPL", "5m"): latest}
 
 
+def test_a_copy_rerun_of_identical_rows_does_not_even_lock_them(clean):
+    # ON CONFLICT DO UPDATE ... WHERE locks a conflicting row even when it skips the update (its
+    # xmax is set, a heap write with WAL); the copy strategy drops unchanged rows before that.
+    feats, bars = make_features(200), make_bars(200)
+    def write(c):
+        repo.write_bars(c, "AAPL", "5m", bars, "copy")
+        repo.write_features(c, "AAPL", "5m", feats, COMPUTED, "copy")
+    clean.run(write)
+    clean.run(write)
+    with clean.connection() as conn, conn.cursor() as cur:
+        for table in ("bars", "quant_features"):
+            cur.execute(f"SELECT count(*), count(*) FILTER (WHERE xmax::text <> '0') FROM {table}")
+            assert cur.fetchone() == (200, 0), table
+    changed = feats.copy()
+    changed.loc[190:, "macd"] += 1.0
+    clean.run(lambda c: repo.write_features(c, "AAPL", "5m", changed, COMPUTED + timedelta(hours=1), "copy"))
+    with clean.connection() as conn:
+        page = repo.read_features(conn, "AAPL", "5m", 200)
+        assert page.values["macd"][::-1].tolist() == changed["macd"].tolist()
+
+
 def test_freshness_follows_deletes_and_truncates(clean):
     clean.run(lambda c: (repo.write_features(c, "AAPL", "5m", make_features(10), COMPUTED, "copy"),
                          repo.write_features(c, "MSFT", "5m", make_features(10), COMPUTED, "copy"),

@@ -102,8 +102,21 @@ class _TableSpec:
         return f"COPY {target} ({', '.join(self.insert_cols)}) FROM STDIN WITH (FORMAT binary)"
 
     def merge_sql(self) -> str:
+        """Stage -> table. Parameters: symbol, tf, and lo/hi, the staged rows' ts range."""
         cols = ", ".join(self.insert_cols)
-        return f"INSERT INTO {self.table} AS t ({cols}) SELECT {cols} FROM {self.stage} {self.on_conflict()}"
+        if not self.skip_unchanged:
+            return f"INSERT INTO {self.table} AS t ({cols}) SELECT {cols} FROM {self.stage} {self.on_conflict()}"
+        # Unchanged rows are dropped before the insert is attempted: ON CONFLICT DO UPDATE locks
+        # the row it conflicts with even when its WHERE then skips the update, and that lock is
+        # a heap write with WAL. A read-only anti-join over the series' staged ts range (a range
+        # scan of the primary key, so the planner cannot hash the whole table) costs less. The
+        # ON CONFLICT ... WHERE stays, for rows a concurrent writer changed in between.
+        values = ("({})".format(", ".join(f"e.{c}" for c in self.value_cols)),
+                  "({})".format(", ".join(f"s.{c}" for c in self.value_cols)))
+        return (f"INSERT INTO {self.table} AS t ({cols}) SELECT {', '.join(f's.{c}' for c in self.insert_cols)} "
+                f"FROM {self.stage} s WHERE NOT EXISTS (SELECT 1 FROM {self.table} e "
+                f"WHERE e.symbol = %(symbol)s AND e.timeframe = %(tf)s AND e.ts BETWEEN %(lo)s AND %(hi)s "
+                f"AND e.ts = s.ts AND {values[0]} IS NOT DISTINCT FROM {values[1]}) {self.on_conflict()}")
 
     def range_sql(self) -> str:
         # min/max become two index probes on the primary key.
@@ -175,6 +188,10 @@ def _py_rows(ts_us: np.ndarray, values: np.ndarray, spec: _TableSpec) -> list[tu
         obj[~nan] = (good.astype(np.int64) if is_int else good).tolist()
         cols.append(obj.tolist())  # the rest stay None -> NULL
     return list(zip(*cols))
+
+
+def _from_us(us: int) -> datetime:
+    return _PG_EPOCH + timedelta(microseconds=us - _PG_EPOCH_US)
 
 
 def _us_since_pg_epoch(dt: datetime) -> int:
@@ -280,7 +297,9 @@ def _write_copy(cur: Any, spec: _TableSpec, symbol: str, timeframe: str, ts_us: 
         payload = _copy_payload(spec, symbol, timeframe, ts_us[upsert], values[upsert], extra)
         _copy(cur, spec.create_stage_sql())
         _copy(cur, spec.copy_sql(spec.stage), io.BytesIO(payload))
-        _copy(cur, spec.merge_sql())
+        staged = ts_us[upsert]
+        _copy(cur, spec.merge_sql(), params={"symbol": symbol, "tf": timeframe, "lo": _from_us(int(staged[0])),
+                                              "hi": _from_us(int(staged[-1]))})
 
 
 def _write(conn: Any, spec: _TableSpec, symbol: str, timeframe: str, df: pd.DataFrame,
