@@ -8,9 +8,8 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from quantscope.settings import get_settings
+from quantscope.util.documents import safe_yaml
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def default_symbols_path() -> Path:
 def load_symbols(path: Path | None = None) -> dict[str, SymbolInfo]:
     """Load config/symbols.yaml, validating every entry."""
     path = path or default_symbols_path()
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = safe_yaml(Path(path).read_bytes())
     entries = (raw or {}).get("symbols")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected a non-empty 'symbols' list")

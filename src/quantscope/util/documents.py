@@ -35,11 +35,19 @@ def _parse_json(p: Path, raw: bytes) -> Any:
         raise DocumentError(f"{p}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
 
 
-def _parse_yaml(p: Path, raw: bytes) -> Any:
+def safe_yaml(raw: bytes | str) -> Any:
+    """yaml.safe_load with libyaml's loader when the wheel has it: the same documents, ~10x
+    faster (every command reads the objectives and symbols at start-up). Raises yaml.YAMLError."""
     import yaml  # only for YAML files; the JSON reports never need it
 
+    return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+
+
+def _parse_yaml(p: Path, raw: bytes) -> Any:
+    import yaml
+
     try:
-        return yaml.safe_load(raw)
+        return safe_yaml(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
