@@ -196,7 +196,8 @@ rules:
 def run_one(path: Path, rules: str) -> tuple[dict, float, float]:
     """Analyse one file in a fresh subprocess: (child's figures, process wall s, peak RSS MB)."""
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {"NUMPY_MADVISE_HUGEPAGE": "0",  # what the quantscope command sets (cli/__init__.py)
+           **os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, rules, str(path)], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t

@@ -117,6 +117,29 @@ def test_distributions_are_numpys_percentiles_per_group():
     assert distributions([], "x", {})["all"]["count"] == 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_grouped_distributions_are_numpys_percentiles_bit_for_bit(seed):
+    # All groups at once (grouped_quantiles) must give exactly what one np.percentile per group
+    # gives: ties, one-row groups, rounded values, a NaN, groups in order of first appearance.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 600))
+    symbols = [f"S{int(x)}" for x in rng.integers(0, max(1, n // 3), n)]
+    rows = [{"d": float(v), "a": round(float(a), 1), "b": float(b), "symbol": sym}
+            for v, a, b, sym in zip(rng.exponential(1, n), rng.exponential(1, n), rng.integers(0, 3, n), symbols)]
+    if seed == 5:
+        rows[0]["a"] = float("nan")
+    got = distributions(rows, "d", {"a": "a", "b": "b"}, groups=("symbol",))["by_symbol"]
+    assert list(got) == list(dict.fromkeys(symbols))
+    for sym, block in got.items():
+        sub = np.array([[r["d"], r["a"], r["b"]] for r in rows if r["symbol"] == sym])
+        q, mx = np.percentile(sub, [50, 95, 99], axis=0), sub.max(axis=0)
+        assert block["count"] == len(sub)
+        for c, name in enumerate(("duration", "a", "b")):
+            want = [float(q[0, c]), float(q[1, c]), float(q[2, c]), float(mx[c])]
+            have = [block[name][k] for k in ("p50", "p95", "p99", "max")]
+            assert np.array_equal(have, want, equal_nan=True), (sym, name, have, want)
+
+
 def test_numeric_attributes_are_binned_by_quartile():
     n = 100
     dur = [1.0] * n

@@ -231,48 +231,61 @@ class _Run:
         self.ready.append(w)
 
     def go(self) -> ReplayResult:
+        # The loop runs once per event, ~100k times per plan: attributes in locals, dict updates
+        # inline (the same arithmetic, in the same order, as the readable form it replaced).
         res = self.res
+        busy = res.busy
+        host = self.host
+        sems = list(self.sems.items())
+        delays = self.delays
+        ready = self.ready
+        rate = self.env.rate
+        gil_switch_s = self.env.gil_switch_s
         while True:
-            while self.ready:
-                self.step(self.ready.pop(0))
-            if not self.delays and not self.host and self.holder is None:
+            while ready:
+                self.step(ready.pop(0))
+            holding = self.holder is not None
+            if not delays and not host and not holding:
                 break
-            r = self.env.rate(len(self.host), self.holder is not None)
-            dt = self.delays[0][0] - self.t if self.delays else math.inf
-            for rem, _, _ in self.host.values():
+            r = rate(len(host), holding)
+            t = self.t
+            dt = delays[0][0] - t if delays else math.inf
+            for rem, _, _ in host.values():
                 dt = min(dt, rem / r)
-            if self.holder is not None:
-                dt = min(dt, self.held[0] / r)
+            held = self.held
+            if holding:
+                dt = min(dt, held[0] / r)
                 if self.gil_queue:
-                    dt = min(dt, max(self.held[3] - self.t, 0.0))
+                    dt = min(dt, max(held[3] - t, 0.0))
             dt = max(dt, 0.0)
-            for c in self.host.values():
-                c[0] -= r * dt
-            if self.host:
-                self.add(res.busy, "cpu:host", r * len(self.host) * dt)
-            if self.holder is not None:
-                self.held[0] -= r * dt
-                self.add(res.busy, "cpu:gil", r * dt)
-            self.t += dt
-            for s_name, s in self.sems.items():
-                self.add(res.busy, s_name, s.used * dt)
-            for w in [w for w, c in self.host.items() if c[0] <= 1e-12]:
-                _, started, work = self.host.pop(w)
-                self.cpu_done(w, started, work, "host")
-            if self.holder is not None:
+            if host:
+                for c in host.values():
+                    c[0] -= r * dt
+                busy["cpu:host"] = busy.get("cpu:host", 0.0) + r * len(host) * dt
+            if holding:
+                held[0] -= r * dt
+                busy["cpu:gil"] = busy.get("cpu:gil", 0.0) + r * dt
+            self.t = t = t + dt
+            for s_name, sem in sems:
+                busy[s_name] = busy.get(s_name, 0.0) + sem.used * dt
+            if host:
+                for w in [w for w, c in host.items() if c[0] <= 1e-12]:
+                    _, started, work = host.pop(w)
+                    self.cpu_done(w, started, work, "host")
+            if holding:
                 w = self.holder
-                if self.held[0] <= 1e-12:
-                    self.cpu_done(w, self.held[1], self.held[2], "gil")
+                if held[0] <= 1e-12:
+                    self.cpu_done(w, held[1], held[2], "gil")
                     self.holder = None
-                elif self.gil_queue and self.t >= self.held[3] - 1e-12:
+                elif self.gil_queue and t >= held[3] - 1e-12:
                     # the switch interval is up and someone waits: the holder goes to the back
-                    self.gil_queue.append((w, self.held[0], self.held[1], self.held[2]))
+                    self.gil_queue.append((w, held[0], held[1], held[2]))
                     self.holder = None
                 if self.holder is None and self.gil_queue:
                     self.take_gil(*self.gil_queue.popleft())
-                elif self.holder is not None and self.t >= self.held[3]:
-                    self.held[3] = self.t + self.env.gil_switch_s
-            while self.delays and self.delays[0][0] <= self.t + 1e-12:
-                self.ready.append(heapq.heappop(self.delays)[2])
+                elif self.holder is not None and t >= held[3]:
+                    held[3] = t + gil_switch_s
+            while delays and delays[0][0] <= t + 1e-12:
+                ready.append(heapq.heappop(delays)[2])
         res.wall_seconds = self.t
         return res

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_SLOW", "NO_TAIL_GAP", "SLOW_SHARE", "distributions", "quantiles", "slow_set"]
+__all__ = ["MIN_SLOW", "NO_TAIL_GAP", "SLOW_SHARE", "distributions", "grouped_quantiles", "quantiles", "slow_set"]
 
 SLOW_SHARE = 0.05
 MIN_SLOW = 3
@@ -67,11 +67,51 @@ def distributions(rows: Sequence[Mapping[str, Any]], duration: str, parts: Mappi
 
     result: dict[str, Any] = {"all": block(slice(None))}
     for g in groups:
-        by: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            by.setdefault(str(r.get(g)), []).append(i)
-        result[f"by_{g}"] = {k: block(np.asarray(v, dtype=np.int64)) for k, v in by.items()}
+        labels: dict[str, int] = {}  # value -> group code, in order of first appearance
+        codes = np.fromiter((labels.setdefault(str(r.get(g)), len(labels)) for r in rows),
+                            dtype=np.int64, count=len(rows))
+        counts = np.bincount(codes, minlength=len(labels))
+        q, mx = grouped_quantiles(m, codes, counts)
+        result[f"by_{g}"] = {
+            k: {"count": int(counts[i]),
+                **{n: {"p50": float(q[0, i, c]), "p95": float(q[1, i, c]), "p99": float(q[2, i, c]),
+                       "max": float(mx[i, c])} for c, n in enumerate(names)}}
+            for k, i in labels.items()}
     return result
+
+
+_Q = np.true_divide([50, 95, 99], 100)  # as np.percentile turns them into quantiles
+
+
+def grouped_quantiles(m: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.percentile(m[codes == g], [50, 95, 99], axis=0) and m[codes == g].max(axis=0) for every
+    group g at once, bit for bit (numpy's linear method and its interpolation formula): shapes
+    (3, groups, columns) and (groups, columns). One call per group cost 55 us each, 0.26 s for
+    the 4,800 symbols of a million-span run. Every group must be non-empty."""
+    n, k = m.shape
+    starts = np.cumsum(counts) - counts
+    last = starts + counts - 1
+    virtual = (counts - 1)[None, :] * _Q[:, None]               # (3, groups), numpy's (n - 1) * q
+    prev = np.floor(virtual)
+    above = virtual >= (counts - 1)[None, :]
+    lo = np.where(above, last[None, :], starts[None, :] + prev.astype(np.int64))
+    hi = np.where(above, last[None, :], lo + 1)
+    gamma = (virtual - np.where(above, -1.0, prev))[:, :, None]  # numpy's, with its -1 for "last"
+    q = np.empty((len(_Q), len(counts), k))
+    mx = np.empty((len(counts), k))
+    by_group = np.argsort(codes, kind="stable")                  # each group's rows in row order
+    for c in range(k):
+        col = m[:, c]
+        s = col[np.lexsort((col, codes))]                        # sorted within each group, NaN last
+        a, b = s[lo], s[hi]
+        diff = b - a
+        r = a + diff * gamma[:, :, 0]
+        r = np.where(gamma[:, :, 0] >= 0.5, b - diff * (1 - gamma[:, :, 0]), r)
+        nan = np.isnan(s[last])                                  # a group with a NaN gives NaN
+        r[:, nan] = np.nan
+        q[:, :, c] = r
+        mx[:, c] = np.maximum.reduceat(col[by_group], starts) if n else np.nan
+    return q, mx
 
 
 def _bins(values: list[Any]) -> tuple[list[str], str | None]:

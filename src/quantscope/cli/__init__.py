@@ -7,8 +7,15 @@ the OTel SDK or the workflows."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+
+# numpy asks for transparent huge pages on every large array; where the kernel then compacts
+# memory on the fault (THP defrag "madvise", Debian's default) the analysis of a million spans
+# spent 0.4 s of system time faulting its first arrays in, and gained nothing later
+# (bench/bench_analysis.py). Read by numpy at import; a user's own setting wins.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 # httpx imports its own command-line client (click, pygments) on first import unless that module
 # is missing; no quantscope command uses it, and every command that talks HTTP paid ~0.08 s.
