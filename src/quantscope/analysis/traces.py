@@ -43,7 +43,7 @@ from .conventions import (
     RES_SERVICE_NAME,
     SPAN_RUN,
 )
-from .linereader import iter_lines, uncompressed_size
+from .linereader import is_gzip_name, iter_lines, uncompressed_size
 from .otlp_structs import decode_document
 from .foreign_formats import (
     ForeignFormatError,
@@ -918,9 +918,12 @@ def _json_error(where: str, exc: orjson.JSONDecodeError, line_offset: int = 0) -
 
 
 SPLIT_MIN_BYTES = 64 << 20  # below this a second process costs more than it saves
-# This process reads a bit more than half: the other starts ~0.15 s later and pickles its
-# columns back (~0.3 s for 1M spans), so even halves would leave this one waiting.
-_FIRST_SHARE = 0.58
+# Where to cut, measured on 1M spans (bench/bench_analysis.py): the other process starts
+# ~0.15 s later and pickles its columns back, but this one merges them, so even halves read
+# plain text fastest (2.35-2.42 s, against 2.48-2.56 at 58%). A gzip file's second reader
+# first inflates (and drops) the whole first half: there 54-58% were alike and 50% slower.
+_FIRST_SHARE = 0.50
+_FIRST_SHARE_GZ = 0.56
 
 
 def read_otlp_file(
@@ -938,7 +941,7 @@ def read_otlp_file(
         if fast and split_min_bytes is not None and cores() >= 2:
             size = uncompressed_size(path)
             if size >= split_min_bytes:
-                half = int(size * _FIRST_SHARE)
+                half = int(size * (_FIRST_SHARE_GZ if is_gzip_name(path) else _FIRST_SHARE))
         if half is None:
             return _read_lines(path, iter_lines(path), builder, strict=strict, fast=fast)[0]
         from quantscope.analysis.split_read import SecondHalf  # only when a file is this large
