@@ -331,7 +331,9 @@ def index_server_spans(spans: SpanTable | None, rules: PhaseRules | None = None,
             rec["children"][comp] += (int(spans.end[row]) - int(spans.start[row])) / 1e6
             if comp == "store_read":
                 rec["named_db"] += 1
-            if name == SPAN_CACHE_LOOKUP:
+            if name == SPAN_CACHE_LOOKUP or (comp == "store_read" and rec["cache_hit"] is None):
+                # A bypassed lookup (Cache-Control: no-cache) has no cache.lookup span: its
+                # store.read says the cache did not answer.
                 hit = spans.attr(row, ATTR_CACHE_HIT)
                 if hit is not None:
                     rec["cache_hit"] = bool(hit)
