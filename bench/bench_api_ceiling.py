@@ -112,9 +112,10 @@ def main() -> int:
         ratios = [x["rps"] / c["rps"] for x, c in zip(rows[label], rows["ceiling"])]
         p99s = [x["p99"] / c["p99"] for x, c in zip(rows[label], rows["ceiling"])]
         med = statistics.median(ratios)
+        print(f"  {label:9s} per round: " + ", ".join(f"{r:.1%}" for r in ratios))
         ok &= med >= goal
         print(f"  {label:9s} throughput {statistics.median([x['rps'] for x in rows[label]]):8.1f} req/s = "
-              f"{med:.0%} of ceiling (goal >= {goal:.0%}: {'met' if med >= goal else 'NOT met'}); "
+              f"{med:.1%} of ceiling (goal >= {goal:.0%}: {'met' if med >= goal else 'NOT met'}); "
               f"p99 {statistics.median([x['p99'] for x in rows[label]]):.1f} ms = {statistics.median(p99s):.2f}x ceiling's")
     print(f"  ceiling   throughput {statistics.median([x['rps'] for x in rows['ceiling']]):8.1f} req/s, "
           f"p99 {statistics.median([x['p99'] for x in rows['ceiling']]):.1f} ms")
@@ -127,8 +128,8 @@ def main() -> int:
         print("  per server CPU-second: " + ", ".join(
             f"{k} {per_cpu[k]:,.0f} req (cpu {statistics.median([x['cpu'] for x in cpu_rows[k]]):.0f}%)"
             for k in ("ceiling", "cached", "uncached")))
-        print(f"  CPU-normalised: cached {per_cpu['cached'] / per_cpu['ceiling']:.0%}, "
-              f"uncached {per_cpu['uncached'] / per_cpu['ceiling']:.0%} of the ceiling")
+        print(f"  CPU-normalised: cached {per_cpu['cached'] / per_cpu['ceiling']:.1%}, "
+              f"uncached {per_cpu['uncached'] / per_cpu['ceiling']:.1%} of the ceiling")
     return 0 if ok else 1
 
 
