@@ -219,6 +219,29 @@ def test_line_halves_cover_every_line_once(tmp_path: Path) -> None:
                 assert list(iter_lines(p, until=m)) + list(iter_lines(p, after=m)) == whole, (data, m)
 
 
+@pytest.mark.parametrize("chunk,gz_chunk", [(1, 1), (5, 2), (64, 7)])
+def test_lines_across_chunk_and_member_boundaries(tmp_path: Path, monkeypatch, chunk: int, gz_chunk: int) -> None:
+    """Tiny read and inflate sizes, so every line spans chunks, inflate stops at its output cap
+    (max_length) with input left over, and gzip members end in the middle of a read."""
+    from quantscope.analysis import linereader
+
+    monkeypatch.setattr(linereader, "CHUNK", chunk)
+    monkeypatch.setattr(linereader, "_GZ_CHUNK", gz_chunk)
+    rng = __import__("random").Random(chunk)
+    for trial in range(12):
+        lines = [bytes(rng.choice(b"ab{}") for _ in range(rng.randint(0, 40))) for _ in range(rng.randint(1, 9))]
+        data = b"\n".join(lines) + (b"\n" if trial % 2 else b"")
+        cuts = sorted(rng.sample(range(len(data) + 1), min(3, len(data) + 1)))
+        members = b"".join(gzip.compress(data[a:b]) for a, b in zip([0, *cuts], [*cuts, len(data)]))
+        for name, raw in (("p.jsonl", data), ("p.jsonl.gz", members)):
+            p = tmp_path / f"{trial}-{name}"
+            p.write_bytes(raw)
+            whole = list(linereader.iter_lines(p))
+            assert whole == (data[:-1] if data.endswith(b"\n") else data).split(b"\n") or (not data and whole == [])
+            for m in range(0, len(data) + 2, 3):
+                assert list(linereader.iter_lines(p, until=m)) + list(linereader.iter_lines(p, after=m)) == whole
+
+
 def test_the_second_process_really_reads_its_half(tmp_path: Path) -> None:
     from quantscope.analysis.split_read import SecondHalf
 
