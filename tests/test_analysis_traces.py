@@ -190,3 +190,39 @@ def test_lenient_mode_survives_a_broken_first_line(tmp_path: Path) -> None:
         read_spans([p])
     t = read_spans([p], strict=False)
     assert len(t) == 5 and t.stats["malformed_lines"] == 1
+
+
+def test_duplicates_and_parents_match_a_lookup_by_hand() -> None:
+    """finish(): the first of each (trace, span id) is kept, and a parent is the kept span with
+    that id in the same trace; span ids shared across traces, repeated, missing or pointing at
+    themselves, on the sorted fast path (no id repeats) and the general one."""
+    import random
+
+    from quantscope.analysis.traces import SpanTableBuilder
+
+    rng = random.Random(19)
+    traces_ = ["%032x" % (i + 1) for i in range(3)]
+    for trial in range(150):
+        pool = ["%016x" % rng.randint(1, 10 if trial % 3 else 10**6) for _ in range(rng.randint(1, 14))]
+        rows = [(rng.choice(traces_), sid, rng.choice(["", *pool, "%016x" % 99]), i)
+                for i, sid in enumerate(pool if trial % 2 else [rng.choice(pool) for _ in pool])]
+        b = SpanTableBuilder()
+        line = orjson.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [
+            {"traceId": t, "spanId": s, "parentSpanId": p, "name": f"n{i}", "startTimeUnixNano": "1",
+             "endTimeUnixNano": "2"} for t, s, p, i in rows]}]}]})
+        assert b.add_line(line) == len(rows)
+        table = b.finish()
+        seen, kept = set(), []
+        for t, s, p, i in rows:
+            if (t, s) not in seen:
+                seen.add((t, s))
+                kept.append((t, s, p, i))
+        want = []
+        for k, (t, s, p, i) in enumerate(kept):
+            hit = [j for j, (t2, s2, _, _) in enumerate(kept) if t2 == t and s2 == p and p]
+            want.append(hit[0] if hit and hit[0] != k else -1)
+        assert [table.names[c] for c in table.name] == [f"n{i}" for *_, i in kept], trial
+        assert table.parent_row.tolist() == want, (trial, rows)
+        assert table.stats["duplicate_spans"] == len(rows) - len(kept)
+        assert table.stats["orphan_spans"] == sum(1 for (_, _, p, _), w in zip(kept, want) if p and w < 0)
+        assert table.stats["traces"] == len({t for t, *_ in kept})

@@ -312,6 +312,16 @@ class SpanTable:
         return (self.span(i) for i in range(len(self)))
 
 
+def _search_sorted(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """np.searchsorted(haystack, needles) with the needles searched in sorted order: a million
+    random lookups into a million keys miss the cache on every probe (0.15 s); in order they
+    walk it (0.05 s with the sort)."""
+    o = np.argsort(needles)
+    out = np.empty(needles.size, dtype=np.intp)
+    out[o] = np.searchsorted(haystack, needles[o])
+    return out
+
+
 class SpanTableBuilder:
     """Accumulates spans from any number of sources, then `finish()`es into a SpanTable."""
 
@@ -807,15 +817,23 @@ class SpanTableBuilder:
         stats = dict(self.stats)
 
         # The same span can arrive twice (exporter retries, overlapping sources): keep the first.
-        uniq, code = np.unique(span, return_inverse=True)
-        m = np.int64(len(uniq) + 1)
-        key = trace.astype(np.int64) * m + code.astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        skey = key[order]
-        dup = np.zeros(n, dtype=bool)
-        if n > 1:
+        # Both need span ids in order; when no id repeats (the usual case) there is nothing to
+        # drop and a parent is the one span with its id, if that span is in the same trace.
+        by_id = np.argsort(span)
+        sorted_ids = span[by_id]
+        n_dup = 0
+        repeats = n > 1 and bool((sorted_ids[1:] == sorted_ids[:-1]).any())
+        if repeats:
+            uniq, sorted_code = np.unique(sorted_ids, return_inverse=True)
+            code = np.empty(n, dtype=np.int64)
+            code[by_id] = sorted_code  # back to row order
+            m = np.int64(len(uniq) + 1)
+            key = trace.astype(np.int64) * m + code.astype(np.int64)
+            order = np.argsort(key, kind="stable")
+            skey = key[order]
+            dup = np.zeros(n, dtype=bool)
             dup[order[1:][skey[1:] == skey[:-1]]] = True
-        n_dup = int(dup.sum())
+            n_dup = int(dup.sum())
         stats["duplicate_spans"] = n_dup
         if n_dup:
             keep = ~dup
@@ -838,18 +856,24 @@ class SpanTableBuilder:
         parent_row = np.full(n, -1, dtype=np.int64)
         has_parent = parent != 0
         if n and has_parent.any():
-            pos = np.searchsorted(uniq, parent)
-            pos_c = np.minimum(pos, len(uniq) - 1)
-            known = has_parent & (uniq[pos_c] == parent)
-            pkey = trace.astype(np.int64) * m + pos_c.astype(np.int64)
-            j = np.minimum(np.searchsorted(skey, pkey), n - 1)
-            found = known & (skey[j] == pkey)
-            parent_row[found] = order[j[found]]
+            if repeats:
+                pos = _search_sorted(uniq, parent)
+                pos_c = np.minimum(pos, len(uniq) - 1)
+                known = has_parent & (uniq[pos_c] == parent)
+                pkey = trace.astype(np.int64) * m + pos_c.astype(np.int64)
+                j = np.minimum(_search_sorted(skey, pkey), n - 1)
+                found = known & (skey[j] == pkey)
+                parent_row[found] = order[j[found]]
+            else:
+                j = np.minimum(_search_sorted(sorted_ids, parent), n - 1)
+                row = by_id[j]
+                found = has_parent & (sorted_ids[j] == parent) & (trace[row] == trace)
+                parent_row[found] = row[found]
             self_parent = parent_row == np.arange(n)
             parent_row[self_parent] = -1
         stats["orphan_spans"] = int((has_parent & (parent_row < 0)).sum())
         stats["spans"] = n
-        stats["traces"] = int(len(np.unique(trace))) if n else 0
+        stats["traces"] = int(np.count_nonzero(np.bincount(trace))) if n else 0
 
         return SpanTable(
             trace=trace,
