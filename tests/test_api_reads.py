@@ -98,7 +98,7 @@ def _respond_many(state, n: int):
     async def main():
         return await asyncio.gather(*(features.respond(state, "JSONRD", "1h", 60, bypass=True) for _ in range(n)),
                                     return_exceptions=True)
-    return asyncio.run(main())
+    return [o if isinstance(o, BaseException) else (b"".join(o[0]), o[1]) for o in asyncio.run(main())]
 
 
 def test_concurrent_misses_share_one_read(settings, db, series, monkeypatch):

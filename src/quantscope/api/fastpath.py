@@ -79,12 +79,14 @@ class FeaturesFastPath:
             if k == b"cache-control" and b"no-cache" in v.lower():
                 bypass = True
         try:
-            body, cached = await features.respond(scope["app"].state, *req, bypass=bypass)
+            parts, cached = await features.respond(scope["app"].state, *req, bypass=bypass)
             status, headers = 200, [_JSON, (b"x-cache", b"HIT" if cached else b"MISS")]
         except ApiError as e:
             status = e.status
-            body = orjson.dumps({"error": e.error, "message": e.message, **e.extra})
+            parts = (orjson.dumps({"error": e.error, "message": e.message, **e.extra}),)
             headers = [_JSON, *((k.lower().encode(), str(v).encode()) for k, v in (e.headers or {}).items())]
-        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"content-length", str(sum(map(len, parts))).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            await send({"type": "http.response.body", "body": part, "more_body": i < last})

@@ -60,13 +60,15 @@ async def get_features(
 ) -> Response:
     validate_series(symbol, timeframe)
     bypass = "no-cache" in request.headers.get("cache-control", "").lower()
-    body, cached = await respond(request.app.state, symbol, timeframe, limit, bypass)
-    return Response(body, media_type="application/json", headers={"X-Cache": "HIT" if cached else "MISS"})
+    parts, cached = await respond(request.app.state, symbol, timeframe, limit, bypass)
+    return Response(b"".join(parts), media_type="application/json", headers={"X-Cache": "HIT" if cached else "MISS"})
 
 
-async def respond(state, symbol: str, timeframe: str, limit: int, bypass: bool = False) -> tuple[bytes, bool]:
-    """The features response body for a validated request, and whether it came from the cache.
-    Raises ApiError (404, 503). Shared by the FastAPI route and the ASGI fast path.
+async def respond(state, symbol: str, timeframe: str, limit: int,
+                  bypass: bool = False) -> tuple[tuple[bytes, ...], bool]:
+    """The features response body for a validated request, as parts to send in order (the
+    cached rows are one of them, never copied into a joined body), and whether it came from the
+    cache. Raises ApiError (404, 503). Shared by the FastAPI route and the ASGI fast path.
 
     `bypass`: the client sent Cache-Control: no-cache, which asks for a response validated at the
     origin (RFC 9111 5.2.1.4): skip the lookup, read the store, refresh the entry. Load tests use
@@ -159,7 +161,7 @@ def read_entry(db, symbol: str, timeframe: str, limit: int) -> CacheEntry:
                       last_computed_at=rows.last_computed_at, stored_at=time.monotonic())
 
 
-def _render(state, symbol, timeframe, limit, entry: CacheEntry, cached: bool) -> bytes:
+def _render(state, symbol, timeframe, limit, entry: CacheEntry, cached: bool) -> tuple[bytes, ...]:
     fresh = state.objectives.freshness(entry.last_computed_at)
     refresh = state.refresh.get(symbol, timeframe)
     problem = refresh_problem(refresh, entry.last_computed_at)
@@ -177,8 +179,9 @@ def _render(state, symbol, timeframe, limit, entry: CacheEntry, cached: bool) ->
         "degraded": degraded is not None,
         "error_flag": refresh is not None and refresh.status == "failed",
     })
-    # Splice the cached row payload into the envelope instead of re-serialising it.
-    return b"".join((head[:-1], b',"columns":', COLUMNS_JSON, b',"data":', entry.data_json, b"}"))
+    # The cached row payload goes out as it is, between the envelope's parts: not re-serialised,
+    # and not copied into one body (255 KB at limit 500; ~2-3% of cached throughput).
+    return b"".join((head[:-1], b',"columns":', COLUMNS_JSON, b',"data":')), entry.data_json, b"}"
 
 
 def refresh_problem(refresh, data_as_of: datetime | None) -> str | None:
