@@ -40,3 +40,27 @@ def test_free_text_scrubs_quoted_urls_but_leaves_plain_words():
     assert out == "HTTP 429 for https://[REDACTED]@api.test/v2/aggs?ticker=AAPL&apiKey=[REDACTED]&x=1 (retry)"
     assert r.redact_free_text("a=b and token is fine") == "a=b and token is fine"
     assert r.redact_free_text("GET /v2?token=t0k3n") == "GET /v2?token=[REDACTED]"
+
+
+def test_sql_redaction_finds_values_exactly_where_the_plain_regex_does():
+    """The lowercase pre-check is a shortcut, never a different answer: the first match of the
+    case-blind regex, on ASCII and non-ASCII statements alike."""
+    import random
+    import re
+
+    def reference(sql: str) -> str:  # redact_sql before the shortcut
+        m = r._VALUES_RE.search(sql)
+        if m:
+            tail = sql[m.end():]
+            conflict = re.search(r"\)\s*(ON\s+CONFLICT.*)$", tail, re.IGNORECASE | re.DOTALL)
+            sql = sql[:m.end()] + "...)" + (" " + conflict.group(1) if conflict else "")
+        if len(sql) > r.MAX_SQL:
+            sql = sql[:r.MAX_SQL] + f"...[{len(sql) - r.MAX_SQL} chars elided]"
+        return sql
+
+    rng = random.Random(7)
+    words = ["values", "VALUES", "VaLuEs", "xvalues", "values_x", "_values", "(", ")", " ", "\n", "1,2",
+             "ON CONFLICT (a) DO NOTHING", "İ", "é", "SELECT", "INSERT INTO t", "valu", "es"]
+    for _ in range(3000):
+        sql = "".join(rng.choice(words) for _ in range(rng.randint(0, 12)))
+        assert r.redact_sql(sql) == reference(sql), sql
