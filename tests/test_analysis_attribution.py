@@ -310,6 +310,11 @@ def test_group_time_order_is_lexsort() -> None:
         g = rng.integers(-3, 6, n)
         t = rng.integers(-10, 10, n) * int(rng.choice([1, 10**9, 10**17]))  # 10**17: the lexsort fallback
         assert np.array_equal(group_time_order(g, t), np.lexsort((t, g)))
+    for _ in range(40):  # groups too wide for the key until ranked densely; 63 bits exactly
+        n = int(rng.integers(600, 900))
+        g = rng.choice(np.array([0, 700, 1400, 2000]), n)
+        t = rng.integers(0, 1 << int(rng.choice([60, 61, 62])), n)
+        assert np.array_equal(group_time_order(g, t), np.lexsort((t, g)))
 
 
 def _sweep_by_hand(group, phase, s, e, n_groups, n_phases):
