@@ -4,8 +4,9 @@ The API takes its input from the path and query string, so the limits are tight.
 JSON like every other error (`error` + `message`), answered before the app sees the request, so an
 oversized request costs no route work, no database query and no body buffering beyond the cap.
 
-uvicorn (h11) itself refuses a request head larger than 16 KiB with a plain-text 400; the header
-cap here sits below that, so every request that reaches Python gets the JSON answer.
+uvicorn's parser refuses a request head it cannot take (h11: over 16 KiB; httptools, the default
+when installed: malformed or over its own cap) with a plain-text 400 before Python; the header cap
+here sits below both, so every request that reaches Python gets the JSON answer.
 """
 
 from __future__ import annotations
