@@ -155,3 +155,16 @@ def test_cached_answers_say_why_a_refresh_is_late(api, loaded):
     assert body["refresh"]["status"] == "success" and not body["error_flag"]
     assert not [w for w in body["warnings"] if "refresh" in w or "failed" in w]
     assert not body["degraded"]
+
+
+def test_the_gil_switch_interval_is_the_apis_while_it_serves(loaded, settings):
+    import sys
+
+    before = sys.getswitchinterval()
+    app = create_app(settings.model_copy(update={"api_gil_switch_interval_s": 0.0025}), db=loaded)
+    with BackgroundServer(app) as srv:
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        during = sys.getswitchinterval()
+    assert during == pytest.approx(0.0025) and sys.getswitchinterval() == before
+    with BackgroundServer(create_app(settings.model_copy(update={"api_gil_switch_interval_s": 0}), db=loaded)):
+        assert sys.getswitchinterval() == before  # 0: the interpreter's own

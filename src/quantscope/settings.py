@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     cache_max_entries: int = Field(default=512, ge=0)
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # CPython's GIL switch interval while the API serves (restored after). The event loop holds
+    # the GIL while a store read's worker thread waits to start and to return: at the default
+    # 5 ms that wait was the read's p50 (4.9 ms of 13.7). 1 ms: +5-8% uncached, +5% cached req/s
+    # under uvloop (A/B, bench/bench_api_ceiling.py's note in issue 19); 0.5 ms gained nothing.
+    # 0: leave the interpreter's own.
+    api_gil_switch_interval_s: float = Field(default=0.001, ge=0, le=1)
 
     # Telemetry
     environment: str = "local"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import asynccontextmanager
 
 import psycopg2
@@ -102,6 +103,9 @@ def _lifespan(settings: Settings):
     async def lifespan(app: FastAPI):
         # At startup, i.e. after uvicorn has configured its loggers.
         errors.redact_access_log(settings)
+        switch = sys.getswitchinterval()
+        if settings.api_gil_switch_interval_s > 0:
+            sys.setswitchinterval(settings.api_gil_switch_interval_s)
         owned = None
         if app.state.db is None:
             policy = ReconnectPolicy(max_total_s=app.state.objectives.rto["db_connection_loss"].objective)
@@ -116,6 +120,7 @@ def _lifespan(settings: Settings):
         try:
             yield
         finally:
+            sys.setswitchinterval(switch)
             listener.stop()
             listener.join(timeout=5)
             if owned is not None:
