@@ -822,13 +822,16 @@ class SpanTableBuilder:
         by_id = np.argsort(span)
         sorted_ids = span[by_id]
         n_dup = 0
-        repeats = n > 1 and bool((sorted_ids[1:] == sorted_ids[:-1]).any())
+        new_id = np.ones(n, dtype=bool)
+        new_id[1:] = sorted_ids[1:] != sorted_ids[:-1]
+        repeats = not bool(new_id.all())
         if repeats:
-            uniq, sorted_code = np.unique(sorted_ids, return_inverse=True)
+            # The distinct ids and each row's code among them, from the order already at hand.
+            uniq = sorted_ids[new_id]
             code = np.empty(n, dtype=np.int64)
-            code[by_id] = sorted_code  # back to row order
+            code[by_id] = np.cumsum(new_id) - 1  # back to row order
             m = np.int64(len(uniq) + 1)
-            key = trace.astype(np.int64) * m + code.astype(np.int64)
+            key = trace.astype(np.int64) * m + code
             order = np.argsort(key, kind="stable")
             skey = key[order]
             dup = np.zeros(n, dtype=bool)
