@@ -1,6 +1,6 @@
-"""The API's store read: PostgreSQL writes the row JSON (the same rows, keys and nulls as the
-Python serialisation), falls back to the binary read where float text would not be exact, and
-concurrent misses share one read, its failure included."""
+"""The API's store read: PostgreSQL stores each row's JSON (the same rows, keys and nulls as the
+Python serialisation, exact whatever the writing session's float settings, and regenerated when a
+value changes by any writer), and concurrent misses share one read, its failure included."""
 
 from __future__ import annotations
 
@@ -80,18 +80,26 @@ def test_non_finite_values_are_null_as_orjson_writes_them(db, series):
     assert got == want
 
 
-def test_inexact_float_text_falls_back_to_the_binary_read(db, series):
-    with db.connection() as conn:
+def test_row_json_is_exact_when_the_writers_session_would_round_floats(db):
+    # 15 significant digits would lose most of these values' last digits; the write says >= 1.
+    with db.transaction() as conn:
         with conn.cursor() as cur:
-            cur.execute("SET extra_float_digits = 0")  # 15 significant digits: lossy
+            cur.execute("SET extra_float_digits = 0")  # the session's setting, past this commit
         try:
-            got = repo.read_features_json(conn, series, "1h", 60)
-            want = repo.page_rows_json(repo.read_features(conn, series, "1h", 60))
+            repo.write_features(conn, "JSONRD0", "1h", _frame(60, seed=2), COMPUTED, "copy")
+            conn.commit()
+            with conn.cursor() as cur:
+                cur.execute("SHOW extra_float_digits")
+                assert cur.fetchone()[0] == "0"  # SET LOCAL left the session's own setting alone
+            got = repo.read_features_json(conn, "JSONRD0", "1h", 60)
+            want = repo.page_rows_json(repo.read_features(conn, "JSONRD0", "1h", 60))
         finally:
+            conn.rollback()
             with conn.cursor() as cur:
                 cur.execute("RESET extra_float_digits")
-            conn.commit()
-    assert got.data_json == want.data_json  # byte for byte: it is the Python serialisation
+                cur.execute("DELETE FROM quant_features WHERE symbol = 'JSONRD0'")
+    assert got.count == 60
+    assert orjson.loads(got.data_json) == orjson.loads(want.data_json)
 
 
 def _respond_many(state, n: int):

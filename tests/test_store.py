@@ -366,11 +366,47 @@ def test_migrations_idempotent_and_concurrent_safe(pg):
                         "WHERE table_name = 'quant_features' ORDER BY ordinal_position")
             cols = [r[0] for r in cur.fetchall()]
         # The SQL file spells the FEATURE_COLUMNS contract out; drift needs a new migration.
-        assert cols == ["symbol", "timeframe", "ts", *FEATURE_COLUMNS, "features_computed_at"]
+        assert cols == ["symbol", "timeframe", "ts", *FEATURE_COLUMNS, "features_computed_at", "row_json"]
     finally:
         conn.close()
         with admin.cursor() as cur:
             cur.execute("DROP DATABASE mig_test")
+        admin.close()
+
+
+def test_migration_0004_fills_row_json_for_rows_written_before_it(pg):
+    # An existing store upgraded in place: the rows 0001-0003 held get their JSON, exact even
+    # though this session would round floats, and equal to the Python serialisation.
+    admin = psycopg2.connect(pg.admin_dsn())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS mig_0004")
+        cur.execute("CREATE DATABASE mig_0004")
+    conn = psycopg2.connect(psycopg2.extensions.make_dsn(pg.dsn, dbname="mig_0004"))
+    try:
+        before = [m for m in load_migrations() if m.version < "0004"]
+        apply_migrations(conn, before)
+        feats = make_features(40)
+        feats.loc[3, "rsi_14"] = np.inf
+        with conn:
+            repo.write_features(conn, "OLD", "1h", feats, COMPUTED, "copy")
+        with conn.cursor() as cur:
+            cur.execute("ALTER DATABASE mig_0004 SET extra_float_digits = 0")
+        conn.commit()
+        conn.close()
+        conn = psycopg2.connect(psycopg2.extensions.make_dsn(pg.dsn, dbname="mig_0004"))
+        assert apply_migrations(conn) == [m.version for m in load_migrations() if m.version >= "0004"]
+        with conn.cursor() as cur:
+            cur.execute("SHOW extra_float_digits")
+            assert cur.fetchone()[0] == "0"
+        got = repo.read_features_json(conn, "OLD", "1h", 40)
+        want = repo.page_rows_json(repo.read_features(conn, "OLD", "1h", 40))
+        assert got.count == 40 and orjson.loads(got.data_json) == orjson.loads(want.data_json)
+        assert orjson.loads(got.data_json)[-4]["rsi_14"] is None  # +Infinity is not JSON
+    finally:
+        conn.close()
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE mig_0004")
         admin.close()
 
 
@@ -720,9 +756,10 @@ def test_the_embedded_wheel_still_has_what_the_adapter_uses(pg):
 def test_after_a_bulk_write_the_newest_n_read_walks_the_primary_key(clean):
     clean.run(lambda c: repo.write_features(c, "AAPL", "5m", make_features(8000), COMPUTED, "copy"))
     assert clean.run(lambda c: repo.analyze_if_stale(c, 8000))  # a load into an empty table
-    with clean.connection() as conn, conn.cursor() as cur:
-        cur.execute("EXPLAIN (COSTS OFF) " + repo._READ_SQL, {"symbol": "AAPL", "tf": "5m", "limit": 500})
-        plan = "\n".join(r[0] for r in cur.fetchall())
-    assert "Index Scan Backward using quant_features_pkey" in plan, plan
+    for sql in (repo.READ_JSON_SQL, repo.READ_COLUMNS_SQL):
+        with clean.connection() as conn, conn.cursor() as cur:
+            cur.execute("EXPLAIN (COSTS OFF) " + sql, {"symbol": "AAPL", "tf": "5m", "limit": 500})
+            plan = "\n".join(r[0] for r in cur.fetchall())
+        assert "Index Scan Backward using quant_features_pkey" in plan, plan
     assert not clean.run(lambda c: repo.analyze_if_stale(c, 200))  # 2.5% of 8,000 rows: fine as they are
     assert clean.run(lambda c: repo.analyze_if_stale(c, 900))

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import psycopg2.errors
+import psycopg2.extensions
 from opentelemetry.trace import SpanKind
 from psycopg2.extras import execute_values
 
@@ -65,6 +66,7 @@ class _TableSpec:
     int_cols: frozenset[str]
     extra_cols: tuple[str, ...]        # constant per call, passed as parameters (computed_at)
     skip_unchanged: bool               # skip updates that change no value
+    prelude: str | None = None         # run first in the write's transaction
 
     @property
     def insert_cols(self) -> tuple[str, ...]:
@@ -126,8 +128,12 @@ class _TableSpec:
 
 
 _BARS = _TableSpec("bars", "qs_stage_bars", BAR_VALUE_COLUMNS, _BAR_INT_COLUMNS, (), True)
+# row_json (migration 0004) is generated from the values with float8 -> text, whose digits follow
+# the writing session's extra_float_digits: >= 1 (the server default) is the shortest exact text.
+# A server or role configured with 0 would store rounded numbers, so every feature write says so.
 _FEATURES = _TableSpec(
-    "quant_features", "qs_stage_features", tuple(FEATURE_COLUMNS), frozenset(), ("features_computed_at",), True
+    "quant_features", "qs_stage_features", tuple(FEATURE_COLUMNS), frozenset(), ("features_computed_at",), True,
+    prelude="SET LOCAL extra_float_digits = 1",
 )
 # Once per write_features: the series was computed at this time (never moved backwards, as the
 # max over rows never was).
@@ -313,6 +319,8 @@ def _write(conn: Any, spec: _TableSpec, symbol: str, timeframe: str, df: pd.Data
         return 0
     ts_us, values = _prepare(df, spec)
     with conn.cursor() as cur:
+        if spec.prelude:
+            cur.execute(spec.prelude)
         if strategy == "copy":
             _write_copy(cur, spec, symbol, timeframe, ts_us, values, extra)
             return len(ts_us)
@@ -396,7 +404,7 @@ class FeaturePage:
 # One round trip, one row: each column comes back as a bytea of big-endian binary values in
 # newest-first order, decoded by numpy. psycopg2 would otherwise build a Python object per cell
 # (~1 ms per 100 rows, 5x the server time). NULL travels as NaN (NaN is never stored).
-_READ_SQL = (
+READ_COLUMNS_SQL = (
     "SELECT count(*), string_agg(timestamptz_send(ts), '' ORDER BY ts DESC), {aggs}, "
     "(SELECT features_computed_at FROM series_freshness WHERE symbol = %(symbol)s AND timeframe = %(tf)s) "
     "FROM (SELECT * FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s "
@@ -410,7 +418,7 @@ def read_features(conn: Any, symbol: str, timeframe: str, limit: int) -> Feature
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError("limit must be a positive integer")
     with conn.cursor() as cur:
-        cur.execute(_READ_SQL, {"symbol": symbol, "tf": timeframe, "limit": limit})
+        cur.execute(READ_COLUMNS_SQL, {"symbol": symbol, "tf": timeframe, "limit": limit})
         n, ts_raw, *cols, last = cur.fetchone()
     ts = (np.frombuffer(ts_raw or b"", dtype=">i8").astype(np.int64) + _PG_EPOCH_US).view("datetime64[us]")
     values = {c: np.frombuffer(raw or b"", dtype=">f8").astype(np.float64) for c, raw in zip(FEATURE_COLUMNS, cols)}
@@ -430,38 +438,28 @@ class FeatureRowsJson:
     last_computed_at: datetime | None
 
 
-# PostgreSQL writes the array itself and the bytes pass through: the API process (one GIL,
-# the bottleneck of an uncached read) spends 0.15 ms on a 500-row page instead of 1.0 ms
-# decoding columns and building row dicts, and the text concatenation costs the server less
-# than json_build_object (bench/bench_api_read.py). float8 text is the shortest exact
-# representation from PostgreSQL 12 with extra_float_digits >= 1 (the default); the `exact`
-# column says whether this server qualifies, else the caller falls back to the binary read.
-def _json_number(c: str) -> str:
-    # NaN sorts above Infinity in PostgreSQL and NULL compares to NULL: both go to the ELSE.
-    return f"CASE WHEN {c} > '-Infinity' AND {c} < 'Infinity' THEN {c}::text ELSE 'null' END"
-
-
-_READ_JSON_SQL = (
-    "SELECT count(*), '[' || coalesce(string_agg("
-    "'{{\"ts\":\"' || to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || '\"' || {fields} || '}}', "
-    "',' ORDER BY ts DESC), '') || ']', "
-    "(SELECT features_computed_at FROM series_freshness WHERE symbol = %(symbol)s AND timeframe = %(tf)s), "
-    "current_setting('server_version_num')::int >= 120000 AND current_setting('extra_float_digits')::int >= 1 "
-    "FROM (SELECT * FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s "
+# PostgreSQL joins the rows' stored JSON objects (quant_features.row_json, a generated column:
+# migration 0004) and the bytes pass through. The API process (one GIL, the bottleneck of an
+# uncached read) spends 0.15 ms on a 500-row page instead of 1.0 ms decoding columns and building
+# row dicts, and the server ~0.5 ms instead of the 1.6 ms that formatting 7,500 floats and 500
+# timestamps on every read cost it (bench/bench_api_read.py).
+READ_JSON_SQL = (
+    "SELECT count(*), '[' || coalesce(string_agg(row_json, ',' ORDER BY ts DESC), '') || ']', "
+    "(SELECT features_computed_at FROM series_freshness WHERE symbol = %(symbol)s AND timeframe = %(tf)s) "
+    "FROM (SELECT ts, row_json FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s "
     "ORDER BY ts DESC LIMIT %(limit)s) page"
-).format(fields=" || ".join(f"',\"{c}\":' || {_json_number(c)}" for c in FEATURE_COLUMNS))
+)
 
 
 def read_features_json(conn: Any, symbol: str, timeframe: str, limit: int) -> FeatureRowsJson:
-    """The ``limit`` newest feature rows of (symbol, timeframe), serialised by the server."""
+    """The ``limit`` newest feature rows of (symbol, timeframe), as the server stored their JSON."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError("limit must be a positive integer")
     with conn.cursor() as cur:
-        cur.execute(_READ_JSON_SQL, {"symbol": symbol, "tf": timeframe, "limit": limit})
-        n, data, last, exact = cur.fetchone()
-    if not exact:
-        return page_rows_json(read_features(conn, symbol, timeframe, limit))
-    return FeatureRowsJson(symbol, timeframe, data.encode(), n, last)  # ASCII: a copy, no transcoding
+        psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)  # text as bytes: no decode, no encode
+        cur.execute(READ_JSON_SQL, {"symbol": symbol, "tf": timeframe, "limit": limit})
+        n, data, last = cur.fetchone()
+    return FeatureRowsJson(symbol, timeframe, data, n, last)
 
 
 _ROW_KEYS = ("ts", *FEATURE_COLUMNS)
@@ -501,7 +499,7 @@ def latest_feature_times(conn: Any) -> dict[tuple[str, str], datetime]:
 
 __all__ = [
     "BAR_COLUMNS", "BAR_VALUE_COLUMNS", "DEFAULT_PAGE_SIZE", "FeaturePage", "WRITE_STRATEGIES",
-    "FeatureRowsJson", "analyze_if_stale", "latest_feature_times", "page_rows_json", "read_features",
+    "FeatureRowsJson", "READ_COLUMNS_SQL", "READ_JSON_SQL", "analyze_if_stale", "latest_feature_times", "page_rows_json", "read_features",
     "read_features_json",
     "symbol_has_data", "write_bars", "write_features",
 ]
