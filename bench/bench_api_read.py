@@ -1,6 +1,7 @@
 """The uncached API read, strategy by strategy, side by side in one run: what one store read
 costs the API process (its CPU, which is what bounds a single-process server on 2 cores) and
-the wall time of one read, for the same 500 rows.
+the wall time of one read, for the same 500 rows, and the PostgreSQL backend's CPU per read (from
+/proc, the embedded server being local): the cores the API, its clients and the server share.
 
     PYTHONPATH=src .venv/bin/python bench/bench_api_read.py [--reads 300] [--rounds 5] [--limit 500]
 
@@ -11,8 +12,11 @@ Strategies (each returns the `data` JSON array of the response):
   json_agg   PostgreSQL builds the array itself (json_agg of json_build_object in key order)
              and the bytes are passed through; psycopg2 decodes the text, the API re-encodes it
   json_bytea the same JSON sent as bytea (convert_to), so nothing is decoded in Python
-  text_concat the API's read (repository.read_features_json): the row objects concatenated as
-             text (float8 text, to_char for ts), sent as bytea, passed through
+  text_concat the row objects concatenated as text on every read (float8 text, to_char for ts),
+             passed through: the API's read until migration 0004
+  row_json   the API's read (repository.read_features_json): each row's object is a stored
+             generated column (quant_features.row_json), so the read only joins them; the text
+             arrives as bytes (no decode, no re-encode)
 Rounds alternate the strategies so machine noise hits them alike; medians are reported, with
 the ratio of each to `binary`. Before timing, every strategy's JSON is checked to parse to the
 same rows as `binary` (values equal as floats; PostgreSQL writes 100 where orjson writes 100.0).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -51,7 +56,28 @@ def binary(conn, symbol, tf, limit) -> bytes:
     return repository.page_rows_json(repository.read_features(conn, symbol, tf, limit)).data_json
 
 
+def _json_number(c: str) -> str:
+    return f"CASE WHEN {c} > '-Infinity' AND {c} < 'Infinity' THEN {c}::text ELSE 'null' END"
+
+
+CONCAT_SQL = (
+    "SELECT count(*), '[' || coalesce(string_agg("
+    "'{{\"ts\":\"' || to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || '\"' || {fields} || '}}', "
+    "',' ORDER BY ts DESC), '') || ']', "
+    "(SELECT features_computed_at FROM series_freshness WHERE symbol = %(symbol)s AND timeframe = %(tf)s) "
+    "FROM (SELECT * FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s "
+    "ORDER BY ts DESC LIMIT %(limit)s) page"
+).format(fields=" || ".join(f"',\"{c}\":' || {_json_number(c)}" for c in FEATURE_COLUMNS))
+
+
 def text_concat(conn, symbol, tf, limit) -> bytes:
+    with conn.cursor() as cur:
+        cur.execute(CONCAT_SQL, {"symbol": symbol, "tf": tf, "limit": limit})
+        _n, text, _last = cur.fetchone()
+    return text.encode()
+
+
+def row_json(conn, symbol, tf, limit) -> bytes:
     return repository.read_features_json(conn, symbol, tf, limit).data_json
 
 
@@ -69,7 +95,20 @@ def json_bytea(conn, symbol, tf, limit) -> bytes:
     return bytes(raw)
 
 
-STRATEGIES = {"binary": binary, "json_agg": json_agg, "json_bytea": json_bytea, "text_concat": text_concat}
+STRATEGIES = {"binary": binary, "json_agg": json_agg, "json_bytea": json_bytea, "text_concat": text_concat,
+              "row_json": row_json}
+
+
+def backend_cpu_s(conn) -> float | None:
+    """utime + stime of this connection's server process, when the server runs on this machine."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def same_rows(a: bytes, b: bytes) -> bool:
@@ -110,19 +149,24 @@ def main() -> int:
                     raise SystemExit(f"{name}: rows differ from the API's read")
             cpu: dict[str, list[float]] = {k: [] for k in STRATEGIES}
             wall: dict[str, list[float]] = {k: [] for k in STRATEGIES}
+            server: dict[str, list[float]] = {k: [] for k in STRATEGIES}
             for _ in range(args.rounds):
                 for name, fn in STRATEGIES.items():
-                    c0, w0 = time.process_time(), time.perf_counter()
+                    s0, c0, w0 = backend_cpu_s(conn), time.process_time(), time.perf_counter()
                     for _ in range(args.reads):
                         fn(conn, "AAPL", "1h", args.limit)
                     cpu[name].append((time.process_time() - c0) / args.reads)
                     wall[name].append((time.perf_counter() - w0) / args.reads)
+                    s1 = backend_cpu_s(conn)
+                    if s0 is not None and s1 is not None:
+                        server[name].append((s1 - s0) / args.reads)
     print(f"AAPL/1h limit {args.limit}: {len(want):,} bytes of rows; {args.rounds} rounds x {args.reads} reads (median)")
     base_cpu, base_wall = statistics.median(cpu["binary"]), statistics.median(wall["binary"])
     for name in STRATEGIES:
         c, w = statistics.median(cpu[name]), statistics.median(wall[name])
-        print(f"  {name:10s} API CPU {c * 1e3:6.3f} ms/read ({c / base_cpu:4.2f}x binary)   "
-              f"wall {w * 1e3:6.3f} ms/read ({w / base_wall:4.2f}x binary)")
+        srv = f"   server CPU {statistics.median(server[name]) * 1e3:6.3f} ms/read" if server[name] else ""
+        print(f"  {name:11s} API CPU {c * 1e3:6.3f} ms/read ({c / base_cpu:4.2f}x binary)   "
+              f"wall {w * 1e3:6.3f} ms/read ({w / base_wall:4.2f}x binary){srv}")
     return 0
 
 

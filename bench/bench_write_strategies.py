@@ -193,8 +193,10 @@ def run_rerun_cases(conn, args, next_at, results) -> None:
 def explain_read(conn, limit: int = 500) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of the API's read on the data the bench left, after the ANALYZE
     a backfill run does (repository.analyze_if_stale): freshness as the max over the series' rows
-    (before issue 19) beside series_freshness, and the read the API makes now (the server writes
-    the rows' JSON)."""
+    (before issue 19) beside series_freshness, the rows' JSON formatted by the server on every read
+    (before migration 0004), and the read the API makes now (the rows' stored JSON joined)."""
+    from bench_api_read import CONCAT_SQL  # the read-time formatting, kept in one place
+
     with conn.cursor() as cur:
         cur.execute("SELECT symbol FROM quant_features LIMIT 1")
         row = cur.fetchone()
@@ -205,11 +207,12 @@ def explain_read(conn, limit: int = 500) -> None:
     conn.commit()
     params = {"symbol": row[0], "tf": TIMEFRAME, "limit": limit}
     freshness = "(SELECT features_computed_at FROM series_freshness WHERE symbol = %(symbol)s AND timeframe = %(tf)s)"
-    before = repo._READ_SQL.replace(
+    before = repo.READ_COLUMNS_SQL.replace(
         freshness, "(SELECT max(features_computed_at) FROM quant_features WHERE symbol = %(symbol)s AND timeframe = %(tf)s)")
     for label, sql in (("before: binary columns, max(features_computed_at) over the series", before),
-                       ("binary columns, series_freshness", repo._READ_SQL),
-                       ("the API's read now: rows' JSON from the server, series_freshness", repo._READ_JSON_SQL)):
+                       ("binary columns, series_freshness", repo.READ_COLUMNS_SQL),
+                       ("rows' JSON formatted by the server on every read, series_freshness", CONCAT_SQL),
+                       ("the API's read now: the rows' stored JSON joined, series_freshness", repo.READ_JSON_SQL)):
         with conn.cursor() as cur:
             cur.execute(sql, params)  # warm
             cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) " + sql, params)
