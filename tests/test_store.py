@@ -6,6 +6,7 @@ lifecycle tests use a second data dir, started and stopped by each test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import os
@@ -330,13 +331,28 @@ def test_server_restart_is_survived_by_run(lifecycle_dir):
 
 # --- migrations ------------------------------------------------------------------------------
 
-def test_migrations_idempotent_and_concurrent_safe(pg):
+@contextlib.contextmanager
+def empty_database(pg, name: str):
+    """A new, empty database on the test server (no migrations applied): yields its DSN."""
     admin = psycopg2.connect(pg.admin_dsn())
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS mig_test")
-        cur.execute("CREATE DATABASE mig_test")
-    dsn = psycopg2.extensions.make_dsn(pg.dsn, dbname="mig_test")
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield psycopg2.extensions.make_dsn(pg.dsn, dbname=name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE {name}")
+        admin.close()
+
+
+def test_migrations_idempotent_and_concurrent_safe(pg):
+    with empty_database(pg, "mig_test") as dsn:
+        check_concurrent_migrations(dsn)
+
+
+def check_concurrent_migrations(dsn: str) -> None:
     results, errors = [], []
     barrier = threading.Barrier(4)
 
@@ -369,45 +385,34 @@ def test_migrations_idempotent_and_concurrent_safe(pg):
         assert cols == ["symbol", "timeframe", "ts", *FEATURE_COLUMNS, "features_computed_at", "row_json"]
     finally:
         conn.close()
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE mig_test")
-        admin.close()
 
 
 def test_migration_0004_fills_row_json_for_rows_written_before_it(pg):
     # An existing store upgraded in place: the rows 0001-0003 held get their JSON, exact even
     # though this session would round floats, and equal to the Python serialisation.
-    admin = psycopg2.connect(pg.admin_dsn())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS mig_0004")
-        cur.execute("CREATE DATABASE mig_0004")
-    conn = psycopg2.connect(psycopg2.extensions.make_dsn(pg.dsn, dbname="mig_0004"))
-    try:
-        before = [m for m in load_migrations() if m.version < "0004"]
-        apply_migrations(conn, before)
-        feats = make_features(40)
-        feats.loc[3, "rsi_14"] = np.inf
-        with conn:
-            repo.write_features(conn, "OLD", "1h", feats, COMPUTED, "copy")
-        with conn.cursor() as cur:
-            cur.execute("ALTER DATABASE mig_0004 SET extra_float_digits = 0")
-        conn.commit()
-        conn.close()
-        conn = psycopg2.connect(psycopg2.extensions.make_dsn(pg.dsn, dbname="mig_0004"))
-        assert apply_migrations(conn) == [m.version for m in load_migrations() if m.version >= "0004"]
-        with conn.cursor() as cur:
-            cur.execute("SHOW extra_float_digits")
-            assert cur.fetchone()[0] == "0"
-        got = repo.read_features_json(conn, "OLD", "1h", 40)
-        want = repo.page_rows_json(repo.read_features(conn, "OLD", "1h", 40))
-        assert got.count == 40 and orjson.loads(got.data_json) == orjson.loads(want.data_json)
-        assert orjson.loads(got.data_json)[-4]["rsi_14"] is None  # +Infinity is not JSON
-    finally:
-        conn.close()
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE mig_0004")
-        admin.close()
+    with empty_database(pg, "mig_0004") as dsn:
+        conn = psycopg2.connect(dsn)
+        try:
+            apply_migrations(conn, [m for m in load_migrations() if m.version < "0004"])
+            feats = make_features(40)
+            feats.loc[3, "rsi_14"] = np.inf
+            with conn:
+                repo.write_features(conn, "OLD", "1h", feats, COMPUTED, "copy")
+            with conn.cursor() as cur:
+                cur.execute("ALTER DATABASE mig_0004 SET extra_float_digits = 0")
+            conn.commit()
+            conn.close()
+            conn = psycopg2.connect(dsn)
+            assert apply_migrations(conn) == [m.version for m in load_migrations() if m.version >= "0004"]
+            with conn.cursor() as cur:
+                cur.execute("SHOW extra_float_digits")
+                assert cur.fetchone()[0] == "0"
+            got = repo.read_features_json(conn, "OLD", "1h", 40)
+            want = repo.page_rows_json(repo.read_features(conn, "OLD", "1h", 40))
+            assert got.count == 40 and orjson.loads(got.data_json) == orjson.loads(want.data_json)
+            assert orjson.loads(got.data_json)[-4]["rsi_14"] is None  # +Infinity is not JSON
+        finally:
+            conn.close()
 
 
 # --- writes ----------------------------------------------------------------------------------
