@@ -8,7 +8,7 @@ the wall time of one read, for the same 500 rows, and the PostgreSQL backend's C
 Strategies (each returns the `data` JSON array of the response):
   binary     one row of big-endian bytea columns decoded by numpy, rows built as dicts and
              written by orjson (repository.read_features + page_rows_json; the API's read
-             until issue 19, and its fallback on a server without exact float text)
+             until issue 19; still the columnar read, repository.read_features)
   json_agg   PostgreSQL builds the array itself (json_agg of json_build_object in key order)
              and the bytes are passed through; psycopg2 decodes the text, the API re-encodes it
   json_bytea the same JSON sent as bytea (convert_to), so nothing is decoded in Python
