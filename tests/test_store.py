@@ -349,42 +349,38 @@ def empty_database(pg, name: str):
 
 def test_migrations_idempotent_and_concurrent_safe(pg):
     with empty_database(pg, "mig_test") as dsn:
-        check_concurrent_migrations(dsn)
+        results, errors = [], []
+        barrier = threading.Barrier(4)
 
+        def starter():
+            conn = psycopg2.connect(dsn)
+            try:
+                barrier.wait()
+                results.append(apply_migrations(conn))
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+            finally:
+                conn.close()
 
-def check_concurrent_migrations(dsn: str) -> None:
-    results, errors = [], []
-    barrier = threading.Barrier(4)
-
-    def starter():
+        threads = [threading.Thread(target=starter) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert sorted(results) == [[], [], [], SHIPPED]  # exactly one starter applied them
         conn = psycopg2.connect(dsn)
         try:
-            barrier.wait()
-            results.append(apply_migrations(conn))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
+            assert apply_migrations(conn) == []
+            assert count(conn, "schema_migrations") == len(SHIPPED)
+            with conn.cursor() as cur:
+                cur.execute("SELECT column_name FROM information_schema.columns "
+                            "WHERE table_name = 'quant_features' ORDER BY ordinal_position")
+                cols = [r[0] for r in cur.fetchall()]
+            # The SQL file spells the FEATURE_COLUMNS contract out; drift needs a new migration.
+            assert cols == ["symbol", "timeframe", "ts", *FEATURE_COLUMNS, "features_computed_at", "row_json"]
         finally:
             conn.close()
-
-    threads = [threading.Thread(target=starter) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
-    assert sorted(results) == [[], [], [], SHIPPED]  # exactly one starter applied them
-    conn = psycopg2.connect(dsn)
-    try:
-        assert apply_migrations(conn) == []
-        assert count(conn, "schema_migrations") == len(SHIPPED)
-        with conn.cursor() as cur:
-            cur.execute("SELECT column_name FROM information_schema.columns "
-                        "WHERE table_name = 'quant_features' ORDER BY ordinal_position")
-            cols = [r[0] for r in cur.fetchall()]
-        # The SQL file spells the FEATURE_COLUMNS contract out; drift needs a new migration.
-        assert cols == ["symbol", "timeframe", "ts", *FEATURE_COLUMNS, "features_computed_at", "row_json"]
-    finally:
-        conn.close()
 
 
 def test_migration_0004_fills_row_json_for_rows_written_before_it(pg):
